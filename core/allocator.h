@@ -1,0 +1,80 @@
+// A caching allocator per device. Freed blocks go back to a free list keyed by
+// size and are handed out again for requests of (nearly) the same size, so a
+// training step after warm-up makes no cudaMalloc / malloc at all. All work
+// runs on one stream, so a block freed on the host may be reused by the next
+// kernel without a sync: stream order already protects it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/device.h"
+
+namespace scratchnet {
+
+struct AllocatorStats {
+  std::size_t in_use = 0;           // bytes held by live blocks (rounded sizes)
+  std::size_t peak_in_use = 0;      // maximum of in_use since the last reset
+  std::size_t reserved = 0;         // in_use + cached free blocks
+  std::size_t system_allocs = 0;    // calls to cudaMalloc / aligned_alloc so far
+  std::size_t cache_hits = 0;
+};
+
+class CachingAllocator {
+ public:
+  explicit CachingAllocator(Device device) : device_(device) {}
+  ~CachingAllocator();
+  CachingAllocator(const CachingAllocator&) = delete;
+  CachingAllocator& operator=(const CachingAllocator&) = delete;
+
+  // Returns memory for at least `bytes` (aligned to 256). Throws
+  // OutOfMemoryError with the request and the bytes in use when the device
+  // cannot provide it even after the cache is released.
+  void* allocate(std::size_t bytes);
+  void deallocate(void* ptr);
+  // Returns every cached free block to the system (synchronises CUDA first).
+  void release_cached();
+
+  AllocatorStats stats() const;
+  void reset_peak();
+  Device device() const { return device_; }
+
+  // The allocator of a device (created on first use; lives until exit).
+  static CachingAllocator& of(Device device);
+
+  // Rounding of a request to the size class it is cached under.
+  static std::size_t round_size(std::size_t bytes);
+
+ private:
+  void* system_alloc(std::size_t bytes);
+  void system_free(void* ptr);
+
+  Device device_;
+  mutable std::mutex mu_;
+  std::multimap<std::size_t, void*> free_;           // size -> block
+  std::unordered_map<void*, std::size_t> live_;      // block -> size
+  AllocatorStats stats_;
+};
+
+// RAII owner of one block; the storage behind tensors.
+class Storage {
+ public:
+  Storage(Device device, std::size_t bytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  Device device_;
+  std::size_t bytes_;
+  void* ptr_;
+};
+
+}  // namespace scratchnet

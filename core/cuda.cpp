@@ -1,0 +1,116 @@
+#include "core/cuda.h"
+
+#include "core/error.h"
+
+#ifdef SCRATCHNET_WITH_CUDA
+#include <mutex>
+
+#include "kernels/cuda/check.h"
+
+namespace scratchnet::cuda {
+
+bool compiled() { return true; }
+
+int device_count() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky "no driver / no device" error
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+bool available() { return device_count() > 0; }
+
+static void require_gpu() {
+  if (!available())
+    throw DeviceError("no CUDA GPU is visible to this process; use --device cpu");
+}
+
+std::string device_name(int index) {
+  require_gpu();
+  cudaDeviceProp prop{};
+  SN_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  return prop.name;
+}
+
+kernels::Stream stream() {
+  static std::once_flag once;
+  static cudaStream_t s = nullptr;
+  std::call_once(once, [] {
+    require_gpu();
+    SN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  });
+  return s;
+}
+
+void synchronize() { SN_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+
+void* malloc_device(std::size_t bytes) {
+  require_gpu();
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  SN_CUDA_CHECK(err);
+  return p;
+}
+
+void free_device(void* p) { SN_CUDA_CHECK(cudaFree(p)); }
+
+void memcpy_h2d(void* dst, const void* src, std::size_t bytes) {
+  // From pageable memory the copy is staged before returning, so src may be
+  // freed right after; ordered on the engine stream.
+  SN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()));
+  SN_CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
+
+void memcpy_d2h(void* dst, const void* src, std::size_t bytes) {
+  SN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
+  SN_CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
+
+void memcpy_d2d(void* dst, const void* src, std::size_t bytes) {
+  SN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
+}
+
+void memset_zero(void* dst, std::size_t bytes) {
+  SN_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream()));
+}
+
+void mem_info(std::size_t* free_bytes, std::size_t* total_bytes) {
+  SN_CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
+}
+
+}  // namespace scratchnet::cuda
+
+#else  // built without CUDA
+
+namespace scratchnet::cuda {
+
+[[noreturn]] static void no_cuda() {
+  throw DeviceError("this scratchnet was built without CUDA; use --device cpu");
+}
+
+bool compiled() { return false; }
+bool available() { return false; }
+int device_count() { return 0; }
+std::string device_name(int) { no_cuda(); }
+kernels::Stream stream() { no_cuda(); }
+void synchronize() { no_cuda(); }
+void* malloc_device(std::size_t) { no_cuda(); }
+void free_device(void*) { no_cuda(); }
+void memcpy_h2d(void*, const void*, std::size_t) { no_cuda(); }
+void memcpy_d2h(void*, const void*, std::size_t) { no_cuda(); }
+void memcpy_d2d(void*, const void*, std::size_t) { no_cuda(); }
+void memset_zero(void*, std::size_t) { no_cuda(); }
+void mem_info(std::size_t*, std::size_t*) { no_cuda(); }
+
+}  // namespace scratchnet::cuda
+
+#endif

@@ -1,0 +1,50 @@
+// The differentiable ops. Each checks its arguments (ShapeError / ValueError
+// naming the op and the offending shape or value), dispatches on the device to
+// the CPU reference or the CUDA kernel (never silently falling back), and
+// records an autograd node when an input needs a gradient. PyTorch semantics
+// throughout; see the kernel headers in kernels/ for the exact formulas.
+#pragma once
+#include "core/autograd.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "kernels/sgd.h"
+
+namespace scratchnet {
+
+// x (N, C, H, W), w (K, C, R, S), b (K) or undefined -> (N, K, P, Q)
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0);
+// x (N, IN), w (OUT, IN), b (OUT) or undefined -> (N, OUT)
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
+// (N, C, H, W) -> (N, C, P, Q); PyTorch's output size, ceil_mode=False
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int pad = 0);
+Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int pad = 0);
+// (N, C, H, W) -> (N, C, 1, 1)
+Tensor global_avg_pool(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor add(const Tensor& a, const Tensor& b);  // same shape
+// x (N, C, H, W) or (N, C); gamma, beta, running_mean, running_var (C).
+// Training mode updates the running statistics in place.
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                  const Tensor& running_mean, const Tensor& running_var, bool training,
+                  float momentum = 0.1f, float eps = 1e-5f);
+// Inverted dropout; identity when !training or p == 0. Draws one stream of gen.
+Tensor dropout(const Tensor& x, float p, bool training, Generator& gen);
+// logits (N, C) F32, labels (N) I32 -> scalar mean loss
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
+// (N, C, H, W) -> (N, C, OH, OW), bilinear, align_corners=False
+Tensor resize_bilinear(const Tensor& x, int out_h, int out_w);
+
+// --- no autograd ---
+Tensor argmax(const Tensor& x);                                // (N, C) -> (N) I32
+Tensor count_correct(const Tensor& logits, const Tensor& labels);  // -> (1) I32 on x's device
+// images (count, H, W) U8, index (B) I32 -> (B, 1, OH, OW) F32 in [0, 1]
+Tensor resize_gather_u8(const Tensor& images, const Tensor& index, int out_h, int out_w);
+// labels (count) U8, index (B) I32 -> (B) I32
+Tensor gather_labels(const Tensor& labels, const Tensor& index);
+// In place: param -= lr * (...). param, grad, buf: same shape, F32.
+void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const kernels::SgdParams& p);
+// In place y += x (same shape and device).
+void accumulate(const Tensor& x, Tensor& y);
+
+}  // namespace scratchnet

@@ -1,0 +1,33 @@
+// Pointwise ops over n contiguous floats.
+//   relu:    y = max(x, 0);        backward dx += dy * (y > 0)
+//   sigmoid: y = 1 / (1 + e^-x);   backward dx += dy * y * (1 - y)
+//   add:     y = a + b (residual connections); its backward is accumulate
+//   accumulate: y += x (gradient accumulation)
+//   fill:    y = value
+// Backward passes take the forward *output* y, so the input need not be kept.
+#pragma once
+#include <cstdint>
+
+#include "kernels/common.h"
+
+namespace scratchnet::kernels {
+
+void relu_forward_cpu(int64_t n, const float* x, float* y);
+void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
+void sigmoid_forward_cpu(int64_t n, const float* x, float* y);
+void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
+void add_forward_cpu(int64_t n, const float* a, const float* b, float* y);
+void accumulate_cpu(int64_t n, const float* x, float* y);
+void fill_cpu(int64_t n, float value, float* y);
+
+#ifdef SCRATCHNET_WITH_CUDA
+void relu_forward_cuda(int64_t n, const float* x, float* y, Stream stream);
+void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream);
+void sigmoid_forward_cuda(int64_t n, const float* x, float* y, Stream stream);
+void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream);
+void add_forward_cuda(int64_t n, const float* a, const float* b, float* y, Stream stream);
+void accumulate_cuda(int64_t n, const float* x, float* y, Stream stream);
+void fill_cuda(int64_t n, float value, float* y, Stream stream);
+#endif
+
+}  // namespace scratchnet::kernels

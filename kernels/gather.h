@@ -1,0 +1,16 @@
+// Gathers labels of a batch: out[b] = labels[index[b]] widened to int32.
+#pragma once
+#include <cstdint>
+
+#include "kernels/common.h"
+
+namespace scratchnet::kernels {
+
+void gather_labels_u8_cpu(int n, const uint8_t* labels, const int32_t* index, int32_t* out);
+
+#ifdef SCRATCHNET_WITH_CUDA
+void gather_labels_u8_cuda(int n, const uint8_t* labels, const int32_t* index, int32_t* out,
+                           Stream stream);
+#endif
+
+}  // namespace scratchnet::kernels

@@ -1,0 +1,30 @@
+// Fully connected layer, as torch.nn.Linear: y = x Wᵀ + b.
+//   x (N, IN), w (OUT, IN), b (OUT) optional, y (N, OUT)
+// Backward accumulates: dx += dy W, dw += dyᵀ x, db += Σ_n dy.
+#pragma once
+#include "kernels/common.h"
+
+namespace scratchnet::kernels {
+
+struct LinearParams {
+  int N, IN, OUT;
+};
+
+LinearParams linear_params(int N, int IN, int OUT);  // throws ShapeError naming "linear"
+
+void linear_forward_cpu(const LinearParams& p, const float* x, const float* w, const float* b,
+                        float* y);
+void linear_backward_data_cpu(const LinearParams& p, const float* dy, const float* w, float* dx);
+void linear_backward_weight_cpu(const LinearParams& p, const float* x, const float* dy, float* dw,
+                                float* db);
+
+#ifdef SCRATCHNET_WITH_CUDA
+void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, const float* b,
+                         float* y, Stream stream);
+void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
+                               Stream stream);
+void linear_backward_weight_cuda(const LinearParams& p, const float* x, const float* dy, float* dw,
+                                 float* db, Stream stream);
+#endif
+
+}  // namespace scratchnet::kernels
