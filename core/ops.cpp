@@ -663,11 +663,11 @@ void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const k::SgdParams
   }
   check_same_device(op, {&param, &grad, &buf});
   if (!(p.lr >= 0.0f) || !std::isfinite(p.lr))
-    throw ValueError("sgd: learning rate must be finite and >= 0, got " + std::to_string(p.lr));
+    throw ValueError("sgd_step: learning rate must be finite and >= 0, got " + std::to_string(p.lr));
   if (!(p.momentum >= 0.0f) || !(p.weight_decay >= 0.0f))
-    throw ValueError("sgd: momentum and weight decay must be >= 0");
+    throw ValueError("sgd_step: momentum and weight decay must be >= 0");
   if (p.nesterov && p.momentum == 0.0f)
-    throw ValueError("sgd: Nesterov momentum requires momentum > 0");
+    throw ValueError("sgd_step: Nesterov momentum requires momentum > 0");
   float* b = use_buf ? buf.data<float>() : nullptr;
   if (param.is_cuda()) {
     SN_GPU(k::sgd_step_cuda(param.numel(), p, param.data<float>(), grad.data<float>(), b,

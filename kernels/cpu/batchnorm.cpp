@@ -1,0 +1,158 @@
+// CPU reference for batch normalisation, PyTorch semantics (see batchnorm.h).
+// Layout x (N, C, HW): channel c's values are N runs of HW contiguous floats.
+// Parallel over channels: each channel's statistics are summed by one thread
+// in a fixed order and in double, so results are bit-identical for any
+// thread count (for a given build) and stay accurate for N*HW in the
+// hundreds of thousands. Runs are summed with per-vector-lane partial sums
+// (see run_sum).
+// Statistics use two passes (mean, then squared deviations): the one-pass
+// E[x^2] - E[x]^2 loses everything when |mean| >> std.
+#include "kernels/batchnorm.h"
+
+#include <cmath>
+
+namespace scratchnet::kernels {
+
+namespace {
+
+inline const float* run(const BatchNormParams& p, const float* base, int n, int c) {
+  return base + (static_cast<int64_t>(n) * p.C + c) * p.HW;
+}
+inline float* run(const BatchNormParams& p, float* base, int n, int c) {
+  return base + (static_cast<int64_t>(n) * p.C + c) * p.HW;
+}
+
+// y = (x - mean) * scale + beta over channel c. Subtracting the mean first
+// (rather than folding it into one shift) keeps the precision when
+// |mean| >> std: x * scale and the shift would cancel.
+void affine_channel(const BatchNormParams& p, int c, const float* x, float mean, float scale,
+                    float beta, float* y) {
+  for (int n = 0; n < p.N; ++n) {
+    const float* xr = run(p, x, n, c);
+    float* yr = run(p, y, n, c);
+#pragma omp simd
+    for (int i = 0; i < p.HW; ++i) yr[i] = (xr[i] - mean) * scale + beta;
+  }
+}
+
+// Σ f(i) for i in [0, n) in double. The simd reduction keeps one partial sum
+// per vector lane (a fixed order for a given build, whatever the thread
+// count); a single serial chain of double adds would run at one element per
+// add latency.
+template <typename F>
+double run_sum(int n, F f) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int i = 0; i < n; ++i) s += f(i);
+  return s;
+}
+
+// Σ dy and Σ dy * xhat over one run, in one read of the run.
+struct RunSums {
+  double dy, dy_xhat;
+};
+RunSums dy_sums(int n, const float* xr, const float* dyr, float mean, float invstd) {
+  double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+  for (int i = 0; i < n; ++i) {
+    const double g = dyr[i];
+    a += g;
+    b += g * ((xr[i] - mean) * invstd);
+  }
+  return {a, b};
+}
+
+}  // namespace
+
+void batch_norm_forward_train_cpu(const BatchNormParams& p, const float* x, const float* gamma,
+                                  const float* beta, float* y, float* save_mean, float* save_invstd,
+                                  float* running_mean, float* running_var) {
+  const double m = static_cast<double>(p.N) * p.HW;
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < p.C; ++c) {
+    double sum = 0.0;
+    for (int n = 0; n < p.N; ++n) {
+      const float* xr = run(p, x, n, c);
+      sum += run_sum(p.HW, [xr](int i) { return static_cast<double>(xr[i]); });
+    }
+    const double mean = sum / m;
+    double sq = 0.0;
+    for (int n = 0; n < p.N; ++n) {
+      const float* xr = run(p, x, n, c);
+      sq += run_sum(p.HW, [xr, mean](int i) {
+        const double d = xr[i] - mean;
+        return d * d;
+      });
+    }
+    const double var = sq / m;  // biased: what normalises the batch
+    const double invstd = 1.0 / std::sqrt(var + static_cast<double>(p.eps));
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+    // PyTorch tracks the unbiased variance; the op layer ensures m >= 2.
+    const double var_unbiased = m > 1.0 ? sq / (m - 1.0) : var;
+    running_mean[c] = static_cast<float>((1.0 - p.momentum) * running_mean[c] + p.momentum * mean);
+    running_var[c] =
+        static_cast<float>((1.0 - p.momentum) * running_var[c] + p.momentum * var_unbiased);
+    affine_channel(p, c, x, save_mean[c], static_cast<float>(invstd * gamma[c]), beta[c], y);
+  }
+}
+
+void batch_norm_forward_eval_cpu(const BatchNormParams& p, const float* x, const float* gamma,
+                                 const float* beta, const float* running_mean,
+                                 const float* running_var, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < p.C; ++c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + p.eps);
+    affine_channel(p, c, x, running_mean[c], static_cast<float>(invstd * gamma[c]), beta[c], y);
+  }
+}
+
+void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const float* x,
+                             const float* dy, const float* gamma, const float* save_mean,
+                             const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
+  const double m = static_cast<double>(p.N) * p.HW;
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < p.C; ++c) {
+    const float mean = save_mean[c], invstd = save_invstd[c];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int n = 0; n < p.N; ++n) {
+      const float* xr = run(p, x, n, c);
+      const float* dyr = run(p, dy, n, c);
+      const RunSums r = dy_sums(p.HW, xr, dyr, mean, invstd);
+      sum_dy += r.dy;
+      sum_dy_xhat += r.dy_xhat;
+    }
+    if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
+    if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
+    if (!dx) continue;
+    const float k = gamma[c] * invstd;
+    if (!training) {  // statistics are constants: a plain affine map
+      for (int n = 0; n < p.N; ++n) {
+        const float* dyr = run(p, dy, n, c);
+        float* dxr = run(p, dx, n, c);
+#pragma omp simd
+        for (int i = 0; i < p.HW; ++i) dxr[i] += k * dyr[i];
+      }
+      continue;
+    }
+    const float mean_dy = static_cast<float>(sum_dy / m);
+    const float mean_dy_xhat = static_cast<float>(sum_dy_xhat / m);
+    for (int n = 0; n < p.N; ++n) {
+      const float* xr = run(p, x, n, c);
+      const float* dyr = run(p, dy, n, c);
+      float* dxr = run(p, dx, n, c);
+#pragma omp simd
+      for (int i = 0; i < p.HW; ++i) {
+        const float xhat = (xr[i] - mean) * invstd;
+        dxr[i] += k * (dyr[i] - mean_dy - xhat * mean_dy_xhat);
+      }
+    }
+  }
+}
+
+void batch_norm_invstd_cpu(int C, float eps, const float* var, float* invstd) {
+  for (int c = 0; c < C; ++c)
+    invstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
+}
+
+}  // namespace scratchnet::kernels

@@ -1,0 +1,11 @@
+// CPU gather of batch labels: out[b] = labels[index[b]] widened to int32.
+// The op layer has validated every index against the label count.
+#include "kernels/gather.h"
+
+namespace scratchnet::kernels {
+
+void gather_labels_u8_cpu(int n, const uint8_t* labels, const int32_t* index, int32_t* out) {
+  for (int b = 0; b < n; ++b) out[b] = static_cast<int32_t>(labels[index[b]]);
+}
+
+}  // namespace scratchnet::kernels

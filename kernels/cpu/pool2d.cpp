@@ -1,0 +1,139 @@
+// CPU reference for max / average / global-average pooling.
+// Layout NCHW; every (n, c) plane is independent, so OpenMP splits the N*C
+// planes and each thread writes only its own planes of y / dx: backward
+// scatters need no atomics and results do not depend on the thread count.
+// Max pool: PyTorch semantics, padding acts as -inf (never wins), the first
+// maximum in window order wins ties, and a NaN wins over numbers (as
+// PyTorch's CPU kernel) so a NaN is propagated rather than hidden.
+// Average pool: count_include_pad=True, divisor R*S; with ceil_mode=False no
+// window reaches past the padding, so the divisor is the same everywhere.
+#include "kernels/pool2d.h"
+
+#include <cmath>
+#include <limits>
+
+namespace scratchnet::kernels {
+
+namespace {
+
+// Valid input rows [h0, h1) of the window starting at padded row `start`.
+struct Range {
+  int lo, hi;
+};
+inline Range clip(int start, int len, int size) {
+  const int lo = start < 0 ? 0 : start;
+  const int hi = start + len > size ? size : start + len;
+  return {lo, hi};
+}
+
+}  // namespace
+
+void max_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y, int32_t* argmax) {
+  const int planes = p.N * p.C;
+  const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
+  const int64_t out_plane = static_cast<int64_t>(p.P) * p.Q;
+#pragma omp parallel for schedule(static)
+  for (int nc = 0; nc < planes; ++nc) {
+    const float* xp = x + nc * in_plane;
+    float* yp = y + nc * out_plane;
+    int32_t* ap = argmax + nc * out_plane;
+    for (int oh = 0; oh < p.P; ++oh) {
+      const Range rh = clip(oh * p.stride - p.pad, p.R, p.H);
+      for (int ow = 0; ow < p.Q; ++ow) {
+        const Range rw = clip(ow * p.stride - p.pad, p.S, p.W);
+        // pad <= kernel/2 guarantees a non-empty window (pool2d_params).
+        int best_i = rh.lo * p.W + rw.lo;
+        float best = -std::numeric_limits<float>::infinity();
+        for (int h = rh.lo; h < rh.hi; ++h)
+          for (int w = rw.lo; w < rw.hi; ++w) {
+            const float v = xp[h * p.W + w];
+            if (v > best || (std::isnan(v) && !std::isnan(best))) {
+              best = v;
+              best_i = h * p.W + w;
+            }
+          }
+        yp[oh * p.Q + ow] = best;
+        ap[oh * p.Q + ow] = best_i;
+      }
+    }
+  }
+}
+
+void max_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, const int32_t* argmax,
+                             float* dx) {
+  const int planes = p.N * p.C;
+  const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
+  const int64_t out_plane = static_cast<int64_t>(p.P) * p.Q;
+#pragma omp parallel for schedule(static)
+  for (int nc = 0; nc < planes; ++nc) {
+    const float* dyp = dy + nc * out_plane;
+    const int32_t* ap = argmax + nc * out_plane;
+    float* dxp = dx + nc * in_plane;
+    for (int64_t i = 0; i < out_plane; ++i) dxp[ap[i]] += dyp[i];
+  }
+}
+
+void avg_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y) {
+  const int planes = p.N * p.C;
+  const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
+  const int64_t out_plane = static_cast<int64_t>(p.P) * p.Q;
+  const float inv = 1.0f / static_cast<float>(p.R * p.S);
+#pragma omp parallel for schedule(static)
+  for (int nc = 0; nc < planes; ++nc) {
+    const float* xp = x + nc * in_plane;
+    float* yp = y + nc * out_plane;
+    for (int oh = 0; oh < p.P; ++oh) {
+      const Range rh = clip(oh * p.stride - p.pad, p.R, p.H);
+      for (int ow = 0; ow < p.Q; ++ow) {
+        const Range rw = clip(ow * p.stride - p.pad, p.S, p.W);
+        float s = 0.0f;
+        for (int h = rh.lo; h < rh.hi; ++h)
+          for (int w = rw.lo; w < rw.hi; ++w) s += xp[h * p.W + w];
+        yp[oh * p.Q + ow] = s * inv;
+      }
+    }
+  }
+}
+
+void avg_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, float* dx) {
+  const int planes = p.N * p.C;
+  const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
+  const int64_t out_plane = static_cast<int64_t>(p.P) * p.Q;
+  const float inv = 1.0f / static_cast<float>(p.R * p.S);
+#pragma omp parallel for schedule(static)
+  for (int nc = 0; nc < planes; ++nc) {
+    const float* dyp = dy + nc * out_plane;
+    float* dxp = dx + nc * in_plane;
+    for (int oh = 0; oh < p.P; ++oh) {
+      const Range rh = clip(oh * p.stride - p.pad, p.R, p.H);
+      for (int ow = 0; ow < p.Q; ++ow) {
+        const Range rw = clip(ow * p.stride - p.pad, p.S, p.W);
+        const float g = dyp[oh * p.Q + ow] * inv;
+        for (int h = rh.lo; h < rh.hi; ++h)
+          for (int w = rw.lo; w < rw.hi; ++w) dxp[h * p.W + w] += g;
+      }
+    }
+  }
+}
+
+void global_avg_pool_forward_cpu(int planes, int hw, const float* x, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < planes; ++i) {
+    const float* xp = x + static_cast<int64_t>(i) * hw;
+    double s = 0.0;  // double: a 7x7 or larger plane sums without visible rounding
+    for (int j = 0; j < hw; ++j) s += xp[j];
+    y[i] = static_cast<float>(s / hw);
+  }
+}
+
+void global_avg_pool_backward_cpu(int planes, int hw, const float* dy, float* dx) {
+  const float inv = 1.0f / static_cast<float>(hw);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < planes; ++i) {
+    float* dxp = dx + static_cast<int64_t>(i) * hw;
+    const float g = dy[i] * inv;
+    for (int j = 0; j < hw; ++j) dxp[j] += g;
+  }
+}
+
+}  // namespace scratchnet::kernels

@@ -1,0 +1,169 @@
+// Max / average / global-average pooling on the CPU, through the ops API.
+// Tolerance rule (as test_helpers.h): |got - want| <= atol + rtol * |want|.
+// Gradients: check_gradient's rule with the reduction length = window size
+// (R*S) or the plane size (global pool). Hand cases are sums of a few exact
+// small integers: they must match to float rounding (1e-6 relative).
+#include <algorithm>
+#include <numeric>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "test_helpers.h"
+
+using namespace scratchnet;
+using scratchnet::testing::check_gradient;
+using scratchnet::testing::random_tensor;
+using scratchnet::testing::require_close;
+
+namespace {
+
+// Values in (-1, 1), distinct within each plane and at least 2/HW apart, so a
+// finite-difference step of 1e-2 never changes which element wins a max-pool
+// window (planes of up to 81 values: spacing > 0.024 > 2h).
+Tensor distinct_planes(int N, int C, int H, int W, uint64_t seed) {
+  Generator g(seed);
+  std::vector<float> v;
+  const int hw = H * W;
+  for (int plane = 0; plane < N * C; ++plane) {
+    const std::vector<int32_t> perm = g.permutation(hw);
+    for (int k : perm) v.push_back(-1.0f + 2.0f * (static_cast<float>(k) + 0.5f) / hw);
+  }
+  return Tensor::from_vector(v, {N, C, H, W});
+}
+
+Tensor iota_plane(int H, int W, float start = 1.0f) {
+  std::vector<float> v(static_cast<std::size_t>(H * W));
+  std::iota(v.begin(), v.end(), start);
+  return Tensor::from_vector(v, {1, 1, H, W});
+}
+
+}  // namespace
+
+TEST_CASE("max_pool2d gradient matches finite differences", "[pool]") {
+  struct Case {
+    int N, C, H, W, k, s, pad;
+  };
+  for (Case c : {Case{2, 2, 5, 5, 2, 2, 0}, Case{1, 2, 7, 7, 3, 2, 1}, Case{2, 1, 6, 7, 3, 1, 1},
+                 Case{1, 3, 9, 9, 3, 3, 0}, Case{2, 1, 5, 6, 2, 1, 1}}) {
+    INFO("N C H W k s pad = " << c.N << " " << c.C << " " << c.H << " " << c.W << " " << c.k << " "
+                              << c.s << " " << c.pad);
+    Tensor x = distinct_planes(c.N, c.C, c.H, c.W, 11 + c.H);
+    x.set_requires_grad(true);
+    check_gradient([&] { return max_pool2d(x, c.k, c.s, c.pad); }, x, c.k * c.k, "max_pool2d dx");
+  }
+}
+
+TEST_CASE("avg_pool2d gradient matches finite differences", "[pool]") {
+  struct Case {
+    int N, C, H, W, k, s, pad;
+  };
+  for (Case c : {Case{2, 2, 4, 4, 2, 2, 0}, Case{1, 2, 7, 7, 3, 2, 1}, Case{2, 1, 5, 6, 3, 1, 1},
+                 Case{1, 1, 9, 9, 5, 2, 2}}) {
+    INFO("N C H W k s pad = " << c.N << " " << c.C << " " << c.H << " " << c.W << " " << c.k << " "
+                              << c.s << " " << c.pad);
+    Tensor x = random_tensor({c.N, c.C, c.H, c.W}, 21 + c.k);
+    x.set_requires_grad(true);
+    check_gradient([&] { return avg_pool2d(x, c.k, c.s, c.pad); }, x, c.k * c.k, "avg_pool2d dx");
+  }
+}
+
+TEST_CASE("global_avg_pool gradient matches finite differences", "[pool]") {
+  Tensor x = random_tensor({2, 3, 5, 3}, 5);
+  x.set_requires_grad(true);
+  check_gradient([&] { return global_avg_pool(x); }, x, 15, "global_avg_pool dx");
+}
+
+TEST_CASE("max_pool2d with padding: hand-computed values and routing", "[pool]") {
+  // 1..9 in a 3x3 plane, 3x3 windows, stride 1, padding 1: each output is the
+  // largest neighbour; the padding never wins.
+  Tensor x = iota_plane(3, 3);
+  x.set_requires_grad(true);
+  Tensor y = max_pool2d(x, 3, 1, 1);
+  REQUIRE(y.shape() == Shape{1, 1, 3, 3});
+  CHECK(y.to_vector() == std::vector<float>{5, 6, 6, 8, 9, 9, 8, 9, 9});
+  y.backward(Tensor::full(y.shape(), 1.0f));
+  // Element 5 wins once, 6 and 8 twice, 9 four times.
+  CHECK(x.grad().to_vector() == std::vector<float>{0, 0, 0, 0, 1, 2, 0, 2, 4});
+
+  // All-negative input with padding: the padding (-inf) must not produce 0.
+  Tensor neg = iota_plane(3, 3, -9.0f);  // -9 .. -1
+  Tensor yn = max_pool2d(neg, 2, 2, 1);
+  REQUIRE(yn.shape() == Shape{1, 1, 2, 2});
+  CHECK(yn.to_vector() == std::vector<float>{-9, -7, -3, -1});
+}
+
+TEST_CASE("max_pool2d ties go to the first maximum", "[pool]") {
+  Tensor x = Tensor::full({1, 1, 2, 2}, 3.0f);
+  x.set_requires_grad(true);
+  Tensor y = max_pool2d(x, 2, 2);
+  y.backward(Tensor::full(y.shape(), 1.0f));
+  CHECK(x.grad().to_vector() == std::vector<float>{1, 0, 0, 0});
+}
+
+TEST_CASE("avg_pool2d with padding divides by the full window", "[pool]") {
+  // count_include_pad=True: every window divides by 9, padded or not.
+  Tensor x = iota_plane(3, 3);
+  Tensor y = avg_pool2d(x, 3, 1, 1);
+  const std::vector<float> sums{12, 21, 16, 27, 45, 33, 24, 39, 28};
+  std::vector<float> want;
+  for (float s : sums) want.push_back(s / 9.0f);
+  require_close(y.to_vector(), want, 1e-6, 1e-6, "avg_pool2d padded");
+
+  // Backward: each input receives dy/9 from every window that covers it.
+  Tensor xg = iota_plane(3, 3);
+  xg.set_requires_grad(true);
+  Tensor yg = avg_pool2d(xg, 3, 1, 1);
+  yg.backward(Tensor::full(yg.shape(), 9.0f));
+  // Corner covered by 4 windows, edge by 6, centre by 9.
+  require_close(xg.grad().to_vector(), {4, 6, 4, 6, 9, 6, 4, 6, 4}, 1e-6, 1e-6,
+                "avg_pool2d padded backward");
+}
+
+TEST_CASE("avg_pool2d backward conserves gradient mass when windows tile", "[pool]") {
+  Tensor x = random_tensor({3, 2, 8, 6}, 3);
+  x.set_requires_grad(true);
+  Tensor y = avg_pool2d(x, 2, 2);
+  Tensor gy = random_tensor(y.shape(), 4);
+  y.backward(gy);
+  const auto gx = x.grad().to_vector(), g = gy.to_vector();
+  const double sx = std::accumulate(gx.begin(), gx.end(), 0.0);
+  const double sy = std::accumulate(g.begin(), g.end(), 0.0);
+  // Sums of 288 terms of size <= 1: float rounding, 1e-5 relative is ample.
+  CHECK(std::fabs(sx - sy) <= 1e-5 + 1e-5 * std::fabs(sy));
+  // Forward: the mean of a tiled input equals the mean of the pooled output.
+  const auto xv = x.to_vector(), yv = y.to_vector();
+  const double mx = std::accumulate(xv.begin(), xv.end(), 0.0) / xv.size();
+  const double my = std::accumulate(yv.begin(), yv.end(), 0.0) / yv.size();
+  CHECK(std::fabs(mx - my) <= 1e-6);
+}
+
+TEST_CASE("global_avg_pool averages each plane", "[pool]") {
+  Tensor x = Tensor::from_vector<float>({1, 2, 3, 4, 10, 20, 30, 40}, {1, 2, 2, 2});
+  Tensor y = global_avg_pool(x);
+  REQUIRE(y.shape() == Shape{1, 2, 1, 1});
+  CHECK(y.to_vector() == std::vector<float>{2.5f, 25.0f});
+}
+
+TEST_CASE("pooling output shapes follow PyTorch (ceil_mode=False)", "[pool]") {
+  Tensor x = random_tensor({2, 3, 7, 7}, 1);
+  CHECK(max_pool2d(x, 3, 2, 1).shape() == Shape{2, 3, 4, 4});
+  CHECK(max_pool2d(x, 2, 2).shape() == Shape{2, 3, 3, 3});  // last row dropped
+  CHECK(avg_pool2d(x, 3, 1).shape() == Shape{2, 3, 5, 5});
+}
+
+TEST_CASE("pooling rejects bad arguments with the op's name", "[pool][errors]") {
+  Tensor x = random_tensor({1, 2, 4, 4}, 1);
+  CHECK_THROWS_AS(max_pool2d(x, 2, 2, 2), ShapeError);  // padding > kernel / 2
+  CHECK_THROWS_WITH(max_pool2d(x, 2, 2, 2),
+                    Catch::Contains("max_pool2d") && Catch::Contains("padding"));
+  CHECK_THROWS_WITH(avg_pool2d(x, 3, 0),
+                    Catch::Contains("avg_pool2d") && Catch::Contains("stride"));
+  CHECK_THROWS_AS(avg_pool2d(x, 5, 1), ShapeError);  // kernel larger than input
+  CHECK_THROWS_WITH(avg_pool2d(x, 5, 1), Catch::Contains("avg_pool2d") && Catch::Contains("5x5"));
+  Tensor x3 = random_tensor({2, 4, 4}, 1);
+  CHECK_THROWS_AS(max_pool2d(x3, 2, 2), ShapeError);
+  CHECK_THROWS_WITH(max_pool2d(x3, 2, 2),
+                    Catch::Contains("max_pool2d") && Catch::Contains("(2, 4, 4)"));
+  CHECK_THROWS_WITH(global_avg_pool(x3), Catch::Contains("global_avg_pool"));
+  CHECK_THROWS_AS(max_pool2d(x, 0, 1), ShapeError);
+}
