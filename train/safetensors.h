@@ -1,0 +1,64 @@
+// Checkpoints in the safetensors format, so PyTorch users can load our
+// weights and we can load theirs:
+//   8 bytes   little-endian u64 N, the header length
+//   N bytes   JSON {"name": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]},
+//                   ..., "__metadata__": {"key": "value"}}, space-padded to 8 bytes
+//   the data  each tensor's bytes, row-major little-endian, at [b, e) counted
+//             from the byte after the header; packed in the order written
+// Supported dtypes: F32, I32, U8, I64 (BatchNorm's num_batches_tracked).
+#pragma once
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "layers/module.h"
+
+namespace scratchnet {
+
+// A file that appears at `path` complete or not at all: bytes go to
+// path + ".tmp", commit() fsyncs and renames it over `path`; destroyed
+// without commit() (an exception on the way), the temporary is removed and
+// `path` is untouched. Used for checkpoints and plots.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void write(const void* data, std::size_t n);
+  void commit();
+
+ private:
+  [[noreturn]] void fail(const std::string& what, int err);
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+namespace safetensors {
+
+// Writes `tensors` (any device: copied to the host one at a time) in the
+// given order, with `metadata` as "__metadata__". Names must be unique and
+// not "__metadata__". Atomic (see AtomicFileWriter); IoError on failure.
+void save(const std::string& path, const std::vector<NamedTensor>& tensors,
+          const std::map<std::string, std::string>& metadata = {});
+
+struct File {
+  std::vector<NamedTensor> tensors;  // on the host, in the header's order
+  std::map<std::string, std::string> metadata;
+};
+
+// Reads and validates a whole file; IoError naming the file and the problem.
+File load(const std::string& path);
+
+// Copies `file`'s tensors into module.state_dict() by name (to whatever
+// device the module's tensors live on). Strict, like PyTorch: every key of the
+// module present with the same shape and dtype, and no extra keys; otherwise
+// an IoError naming the key(s) and shapes, and the module is left unchanged.
+void load_into(Module& module, const File& file, const std::string& path_for_messages);
+
+}  // namespace safetensors
+}  // namespace scratchnet
