@@ -40,6 +40,27 @@ std::vector<NamedTensor> Module::state_dict() const {
   return out;
 }
 
+Shape Module::output_shape(const Shape& in) const {
+  if (children_.empty())
+    throw Error(describe() + ": output_shape is not implemented for this module");
+  Shape s = in;
+  for (const auto& [name, child] : children_) s = child->output_shape(s);
+  return s;
+}
+
+Shape Module::trace_shapes(const Shape& in, const std::string& name,
+                           const ShapeVisitor& visit) const {
+  if (children_.empty()) {
+    Shape out = output_shape(in);
+    visit(name, *this, out);
+    return out;
+  }
+  Shape s = in;
+  for (const auto& [child_name, child] : children_)
+    s = child->trace_shapes(s, name.empty() ? child_name : name + "." + child_name, visit);
+  return s;
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);

@@ -4,6 +4,7 @@
 // PyTorch would give them ("net.0", "conv1", "vgg_block0.conv0", ...), so
 // state_dict() yields exactly the reference model's keys, in its order.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -43,6 +44,20 @@ class Module {
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
     return children_;
   }
+
+  // Shapes without tensors (for `scratchnet summary` and input-size checks).
+  // output_shape: what forward returns for an input of shape `in`; throws
+  // ShapeError when `in` does not fit. The default runs the children in
+  // registration order (right for every chain-like container); leaves and
+  // containers with another data flow override it.
+  virtual Shape output_shape(const Shape& in) const;
+  // Calls visit(dotted name, leaf, leaf's output shape) for every leaf module
+  // in the order forward runs them; returns the output shape. The default
+  // suits leaves and chains; Residual overrides it.
+  using ShapeVisitor =
+      std::function<void(const std::string& name, const Module& leaf, const Shape& out)>;
+  virtual Shape trace_shapes(const Shape& in, const std::string& name,
+                             const ShapeVisitor& visit) const;
 
   void train(bool on = true);
   void eval() { train(false); }

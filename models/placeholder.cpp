@@ -1,1 +1,0 @@
-// placeholder: models land here
