@@ -611,9 +611,10 @@ Tensor resize_gather_u8(const Tensor& images, const Tensor& index, int out_h, in
   const auto p = k::resize_params(as_int(op, "B", index.size(0)), 1,
                                   as_int(op, "H", images.size(1)),
                                   as_int(op, "W", images.size(2)), out_h, out_w);
+  const int count = as_int(op, "count", images.size(0));
   Tensor y = Tensor::empty({p.N, 1, p.OH, p.OW}, images.device());
   if (images.is_cuda()) {
-    SN_GPU(k::resize_gather_u8_cuda(p, images.data<uint8_t>(), index.data<int32_t>(),
+    SN_GPU(k::resize_gather_u8_cuda(p, count, images.data<uint8_t>(), index.data<int32_t>(),
                                     y.data<float>(), stream()));
   } else {
     const int32_t* idx = index.host<int32_t>();
@@ -621,7 +622,7 @@ Tensor resize_gather_u8(const Tensor& images, const Tensor& index, int out_h, in
       if (idx[i] < 0 || idx[i] >= images.size(0))
         throw ValueError("resize_gather_u8: index " + std::to_string(idx[i]) + " outside [0, " +
                          std::to_string(images.size(0)) + ")");
-    k::resize_gather_u8_cpu(p, images.data<uint8_t>(), idx, y.data<float>());
+    k::resize_gather_u8_cpu(p, count, images.data<uint8_t>(), idx, y.data<float>());
   }
   return y;
 }
@@ -634,9 +635,10 @@ Tensor gather_labels(const Tensor& labels, const Tensor& index) {
   check_shape(index.ndim() == 1, op, "index of shape (B,)", index);
   check_same_device(op, {&labels, &index});
   const int n = as_int(op, "B", index.size(0));
+  const int count = as_int(op, "count", labels.size(0));
   Tensor out = Tensor::empty({n}, labels.device(), DType::I32);
   if (labels.is_cuda()) {
-    SN_GPU(k::gather_labels_u8_cuda(n, labels.data<uint8_t>(), index.data<int32_t>(),
+    SN_GPU(k::gather_labels_u8_cuda(n, count, labels.data<uint8_t>(), index.data<int32_t>(),
                                     out.data<int32_t>(), stream()));
   } else {
     const int32_t* idx = index.host<int32_t>();
@@ -644,7 +646,7 @@ Tensor gather_labels(const Tensor& labels, const Tensor& index) {
       if (idx[i] < 0 || idx[i] >= labels.size(0))
         throw ValueError("gather_labels: index " + std::to_string(idx[i]) + " outside [0, " +
                          std::to_string(labels.size(0)) + ")");
-    k::gather_labels_u8_cpu(n, labels.data<uint8_t>(), idx, out.data<int32_t>());
+    k::gather_labels_u8_cpu(n, count, labels.data<uint8_t>(), idx, out.data<int32_t>());
   }
   return out;
 }

@@ -1,4 +1,5 @@
-// Gathers labels of a batch: out[b] = labels[index[b]] widened to int32.
+// Gathers labels of a batch: out[b] = labels[index[b]] widened to int32;
+// an index outside [0, count) gives -1 (which makes the loss NaN downstream).
 #pragma once
 #include <cstdint>
 
@@ -6,11 +7,12 @@
 
 namespace scratchnet::kernels {
 
-void gather_labels_u8_cpu(int n, const uint8_t* labels, const int32_t* index, int32_t* out);
+void gather_labels_u8_cpu(int n, int count, const uint8_t* labels, const int32_t* index,
+                          int32_t* out);
 
 #ifdef SCRATCHNET_WITH_CUDA
-void gather_labels_u8_cuda(int n, const uint8_t* labels, const int32_t* index, int32_t* out,
-                           Stream stream);
+void gather_labels_u8_cuda(int n, int count, const uint8_t* labels, const int32_t* index,
+                           int32_t* out, Stream stream);
 #endif
 
 }  // namespace scratchnet::kernels

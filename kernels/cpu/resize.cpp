@@ -4,6 +4,8 @@
 // row (or column), so they are computed once per call, in float as
 // PyTorch's CPU kernel does, and shared by all N*C planes. Planes run in
 // parallel; a backward plane scatters only into its own dx plane.
+#include <cmath>
+
 #include "kernels/resize.h"
 
 #include <vector>
@@ -94,8 +96,8 @@ void resize_bilinear_backward_cpu(const ResizeParams& p, const float* dy, float*
   }
 }
 
-void resize_gather_u8_cpu(const ResizeParams& p, const uint8_t* images, const int32_t* index,
-                          float* y) {
+void resize_gather_u8_cpu(const ResizeParams& p, int count, const uint8_t* images,
+                          const int32_t* index, float* y) {
   const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
   const int64_t out_plane = static_cast<int64_t>(p.OH) * p.OW;
   // ToTensor divides by 255 (a division, not a multiply by 1/255: the
@@ -104,16 +106,26 @@ void resize_gather_u8_cpu(const ResizeParams& p, const uint8_t* images, const in
   if (p.OH == p.H && p.OW == p.W) {  // gather and scale only
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < p.N; ++b) {
-      const uint8_t* src = images + index[b] * in_plane;
       float* dst = y + b * out_plane;
+      if (index[b] < 0 || index[b] >= count) {
+        for (int64_t j = 0; j < out_plane; ++j) dst[j] = NAN;
+        continue;
+      }
+      const uint8_t* src = images + index[b] * in_plane;
       for (int64_t j = 0; j < in_plane; ++j) dst[j] = static_cast<float>(src[j]) / kByteMax;
     }
     return;
   }
   const auto th = taps(p.H, p.OH), tw = taps(p.W, p.OW);
 #pragma omp parallel for schedule(static)
-  for (int b = 0; b < p.N; ++b)
-    resize_plane(p, th, tw, images + index[b] * in_plane, kByteMax, y + b * out_plane);
+  for (int b = 0; b < p.N; ++b) {
+    float* dst = y + b * out_plane;
+    if (index[b] < 0 || index[b] >= count) {
+      for (int64_t j = 0; j < out_plane; ++j) dst[j] = NAN;
+      continue;
+    }
+    resize_plane(p, th, tw, images + index[b] * in_plane, kByteMax, dst);
+  }
 }
 
 }  // namespace scratchnet::kernels

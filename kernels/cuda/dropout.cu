@@ -1,0 +1,58 @@
+// Inverted dropout on the GPU (see dropout.h). The mask is recomputed from
+// (seed, offset) with exactly the CPU reference's arithmetic: element i is
+// kept when philox_uniform(seed, offset, i) < 1.0f - p, so the two backends
+// agree bit for bit. One thread per group of four elements: one Philox call
+// yields the four words of elements 4b .. 4b+3.
+#include "kernels/cuda/launch.cuh"
+#include "kernels/dropout.h"
+#include "kernels/philox.h"
+
+namespace scratchnet::kernels {
+
+namespace {
+
+using namespace cudadetail;
+
+template <bool Backward>
+__global__ void dropout_kernel(int64_t n, float p, uint64_t seed, uint64_t offset,
+                               const float* __restrict__ in, float* __restrict__ out) {
+  const float keep_below = 1.0f - p;
+  const float scale = 1.0f / (1.0f - p);
+  const int64_t blocks = (n + 3) / 4;
+  for (int64_t b = global_tid(); b < blocks; b += grid_stride()) {
+    const uint64_t ub = static_cast<uint64_t>(b);
+    const Philox4 r =
+        philox4x32_10(static_cast<uint32_t>(ub), static_cast<uint32_t>(ub >> 32),
+                      static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32), seed);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t i = 4 * b + j;
+      if (i >= n) break;
+      const float u = static_cast<float>(r.v[j] >> 8) * (1.0f / 16777216.0f);
+      const bool kept = u < keep_below;
+      if (Backward) {
+        if (kept) out[i] += __fmul_rn(in[i], scale);
+      } else {
+        out[i] = kept ? __fmul_rn(in[i], scale) : 0.0f;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void dropout_forward_cuda(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x,
+                          float* y, Stream stream) {
+  if (n <= 0) return;
+  dropout_kernel<false><<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(n, p, seed, offset, x, y);
+  SN_LAUNCH_CHECK("dropout_kernel<forward>", stream);
+}
+
+void dropout_backward_cuda(int64_t n, float p, uint64_t seed, uint64_t offset, const float* dy,
+                           float* dx, Stream stream) {
+  if (n <= 0) return;
+  dropout_kernel<true><<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(n, p, seed, offset, dy, dx);
+  SN_LAUNCH_CHECK("dropout_kernel<backward>", stream);
+}
+
+}  // namespace scratchnet::kernels

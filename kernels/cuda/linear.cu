@@ -1,0 +1,74 @@
+// Fully connected layer on the GPU, as torch.nn.Linear: y = x Wᵀ + b.
+//   x (N, IN), w (OUT, IN), b (OUT), y (N, OUT)
+// Every product goes through the engine's GEMM (gemm_cuda, or cuBLAS with
+// SCRATCHNET_GEMM=cublas):
+//   forward:  y = bias broadcast, then y = x Wᵀ + 1 * y (no bias: beta = 0)
+//   backward: dx += dy W;  dw += dyᵀ x;  db += column sums of dy, reduced in
+//             a fixed order (deterministic, no atomics).
+#include "kernels/cuda/gemm_internal.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/linear.h"
+
+namespace scratchnet::kernels {
+
+namespace {
+
+using namespace cudadetail;
+
+__global__ void broadcast_rows_kernel(int64_t total, int cols, const float* __restrict__ b,
+                                      float* __restrict__ y) {
+  for (int64_t i = global_tid(); i < total; i += grid_stride()) y[i] = b[i % cols];
+}
+
+// db[c] += Σ_r dy[r][c]. Block (32, 8): 32 columns, 8 row lanes that each sum
+// a strided subset of the rows; the 8 partials are then added in order.
+__global__ void column_sum_kernel(int rows, int cols, const float* __restrict__ dy,
+                                  float* __restrict__ db) {
+  __shared__ float part[8][33];
+  const int c = blockIdx.x * 32 + threadIdx.x;
+  float s = 0.0f;
+  if (c < cols)
+    for (int r = threadIdx.y; r < rows; r += 8) s += dy[static_cast<int64_t>(r) * cols + c];
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    float t = 0.0f;
+    for (int j = 0; j < 8; ++j) t += part[j][threadIdx.x];
+    db[c] += t;
+  }
+}
+
+void gemm(const GemmParams& g, const float* A, const float* B, float* C, Stream stream) {
+  gemm_batched(g, A, 0, B, 0, C, 0, 1, stream);
+}
+
+}  // namespace
+
+void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, const float* b,
+                         float* y, Stream stream) {
+  float beta = 0.0f;
+  if (b != nullptr) {
+    const int64_t total = static_cast<int64_t>(p.N) * p.OUT;
+    broadcast_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, p.OUT, b, y);
+    SN_LAUNCH_CHECK("broadcast_rows_kernel", stream);
+    beta = 1.0f;
+  }
+  gemm(gemm_params(false, true, p.N, p.OUT, p.IN, 1.0f, beta), x, w, y, stream);
+}
+
+void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
+                               Stream stream) {
+  gemm(gemm_params(false, false, p.N, p.IN, p.OUT, 1.0f, 1.0f), dy, w, dx, stream);
+}
+
+void linear_backward_weight_cuda(const LinearParams& p, const float* x, const float* dy, float* dw,
+                                 float* db, Stream stream) {
+  gemm(gemm_params(true, false, p.OUT, p.IN, p.N, 1.0f, 1.0f), dy, x, dw, stream);
+  if (db != nullptr) {
+    const unsigned blocks = static_cast<unsigned>((p.OUT + 31) / 32);
+    column_sum_kernel<<<blocks, dim3(32, 8), 0, stream>>>(p.N, p.OUT, dy, db);
+    SN_LAUNCH_CHECK("column_sum_kernel", stream);
+  }
+}
+
+}  // namespace scratchnet::kernels

@@ -1,0 +1,118 @@
+// [cuda] A model-level check: one training step of a small network that uses
+// every layer type (conv, batch norm, ReLU, max pool, average pool, global
+// average pool, residual add, dropout, linear, sigmoid, cross-entropy),
+// written with raw ops, on the CPU and on the GPU from the same weights and
+// batch. Forward logits, loss, every parameter gradient, the batch-norm
+// running statistics and the parameters after one SGD step must match.
+// Tolerance rule: see test_cuda_helpers.h; L = the longest reduction in the
+// network (conv1's weight gradient: N*H*W).
+#ifdef SCRATCHNET_WITH_CUDA
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/cuda.h"
+#include "core/ops.h"
+#include "test_cuda_helpers.h"
+
+using namespace scratchnet;
+using namespace scratchnet::cudatest;
+
+namespace {
+
+constexpr int N = 8, C0 = 3, HW = 12, C1 = 8, HID = 16, CLASSES = 10;
+
+struct Net {
+  std::map<std::string, Tensor> params;  // trainable
+  std::map<std::string, Tensor> stats;   // running mean / var
+
+  Tensor forward(const Tensor& x, Generator& gen) const {
+    auto& P = params;
+    auto bn = [&](const Tensor& t, const std::string& n) {
+      return batch_norm(t, P.at(n + ".weight"), P.at(n + ".bias"), stats.at(n + ".running_mean"),
+                        stats.at(n + ".running_var"), true);
+    };
+    Tensor h = conv2d(x, P.at("conv1.weight"), P.at("conv1.bias"), 1, 1);  // (N, 8, 12, 12)
+    h = relu(bn(h, "bn1"));
+    h = max_pool2d(h, 2, 2);                                              // (N, 8, 6, 6)
+    Tensor r = conv2d(h, P.at("conv2.weight"), Tensor(), 1, 1);
+    r = relu(bn(r, "bn2"));
+    h = add(h, r);                                                        // residual
+    h = avg_pool2d(h, 3, 1, 1);                                           // (N, 8, 6, 6)
+    h = global_avg_pool(h).reshape({N, C1});                              // (N, 8)
+    h = sigmoid(linear(h, P.at("fc1.weight"), P.at("fc1.bias")));
+    h = dropout(h, 0.3f, true, gen);
+    return linear(h, P.at("fc2.weight"), P.at("fc2.bias"));               // (N, 10)
+  }
+};
+
+Net make_net(Device d) {
+  Net net;
+  uint64_t seed = 900;
+  auto add_param = [&](const std::string& name, const Shape& s, float lo, float hi) {
+    Tensor t = testing::random_tensor(s, ++seed, lo, hi).to(d);
+    t.set_requires_grad(true);
+    net.params[name] = t;
+  };
+  add_param("conv1.weight", {C1, C0, 3, 3}, -0.5f, 0.5f);
+  add_param("conv1.bias", {C1}, -0.1f, 0.1f);
+  add_param("bn1.weight", {C1}, 0.5f, 1.5f);
+  add_param("bn1.bias", {C1}, -0.2f, 0.2f);
+  add_param("conv2.weight", {C1, C1, 3, 3}, -0.3f, 0.3f);
+  add_param("bn2.weight", {C1}, 0.5f, 1.5f);
+  add_param("bn2.bias", {C1}, -0.2f, 0.2f);
+  add_param("fc1.weight", {HID, C1}, -0.5f, 0.5f);
+  add_param("fc1.bias", {HID}, -0.1f, 0.1f);
+  add_param("fc2.weight", {CLASSES, HID}, -0.5f, 0.5f);
+  add_param("fc2.bias", {CLASSES}, -0.1f, 0.1f);
+  for (const char* bn : {"bn1", "bn2"}) {
+    net.stats[std::string(bn) + ".running_mean"] = Tensor::zeros({C1}, d);
+    net.stats[std::string(bn) + ".running_var"] = Tensor::full({C1}, 1.0f, d);
+  }
+  return net;
+}
+
+}  // namespace
+
+TEST_CASE("one training step of a small every-layer model matches on GPU and CPU",
+          "[cuda][model]") {
+  Net cpu = make_net(Device::cpu()), gpu_net = make_net(gpu());
+  Tensor x = testing::random_tensor({N, C0, HW, HW}, 77);
+  std::vector<int32_t> lab(N);
+  for (int i = 0; i < N; ++i) lab[i] = (i * 7 + 3) % CLASSES;
+  Tensor labels = Tensor::from_vector(lab, {N});
+
+  Generator gen_c(5), gen_g(5);  // same seed and offset: the same dropout mask
+  Tensor logits_c = cpu.forward(x, gen_c);
+  Tensor logits_g = gpu_net.forward(x.to(gpu()), gen_g);
+  const double tol = cuda_tol(double(N) * HW * HW);
+  require_match(logits_g, logits_c, tol, "logits");
+  Tensor loss_c = cross_entropy(logits_c, labels);
+  Tensor loss_g = cross_entropy(logits_g, labels.to(gpu()));
+  require_match(loss_g, loss_c, tol, "loss");
+
+  loss_c.backward();
+  loss_g.backward();
+  for (const auto& [name, pc] : cpu.params) {
+    INFO("gradient of " << name);
+    const Tensor& pg = gpu_net.params.at(name);
+    REQUIRE(pc.grad().defined());
+    REQUIRE(pg.grad().defined());
+    require_match(pg.grad(), pc.grad(), tol, name + ".grad");
+  }
+  for (const auto& [name, sc] : cpu.stats) require_match(gpu_net.stats.at(name), sc, tol, name);
+
+  kernels::SgdParams sp;
+  sp.lr = 0.1f;
+  sp.momentum = 0.9f;
+  sp.weight_decay = 1e-4f;
+  for (auto& [name, pc] : cpu.params) {
+    Tensor& pg = gpu_net.params.at(name);
+    Tensor buf_c = Tensor::zeros(pc.shape()), buf_g = Tensor::zeros(pg.shape(), gpu());
+    Tensor wc = pc.detach(), wg = pg.detach();
+    sgd_step(wc, pc.grad(), buf_c, sp);
+    sgd_step(wg, pg.grad(), buf_g, sp);
+    require_match(wg, wc, tol, name + " after SGD");
+  }
+}
+#endif  // SCRATCHNET_WITH_CUDA

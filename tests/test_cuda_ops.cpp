@@ -1,0 +1,360 @@
+// [cuda] pooling, pointwise ops, batch norm, dropout, softmax cross-entropy,
+// argmax / count_correct, SGD, bilinear resize and the data gathers against
+// the CPU reference. Kernels are called directly: outputs are poisoned with
+// NaN first, and buffers that backward accumulates into start from the same
+// random values on both devices (checks +=). Also run-to-run bit identity of
+// the reductions (batch norm, cross-entropy) and dropout masks equal to the
+// CPU's.
+// Tolerance rule: see test_cuda_helpers.h; L named at each comparison.
+#ifdef SCRATCHNET_WITH_CUDA
+#include <cmath>
+#include <vector>
+
+#include "core/cuda.h"
+#include "core/ops.h"
+#include "kernels/batchnorm.h"
+#include "kernels/dropout.h"
+#include "kernels/elementwise.h"
+#include "kernels/gather.h"
+#include "kernels/pool2d.h"
+#include "kernels/resize.h"
+#include "kernels/sgd.h"
+#include "kernels/softmax_ce.h"
+#include "test_cuda_helpers.h"
+
+using namespace scratchnet;
+using namespace scratchnet::cudatest;
+namespace k = scratchnet::kernels;
+
+namespace {
+
+Tensor workspace(std::size_t bytes) {
+  return Tensor::empty({std::max<int64_t>(static_cast<int64_t>(bytes), 1)}, gpu(), DType::U8);
+}
+
+Tensor labels_pair_cpu(int N, int C, uint64_t seed) {
+  Generator g(seed);
+  auto u = g.uniform(N, 0.0f, static_cast<float>(C));
+  std::vector<int32_t> v(static_cast<std::size_t>(N));
+  for (int i = 0; i < N; ++i) v[i] = std::min(C - 1, static_cast<int>(u[i]));
+  return Tensor::from_vector(v, {N});
+}
+
+}  // namespace
+
+TEST_CASE("pooling CUDA kernels match the CPU", "[cuda][pool]") {
+  struct Case { int N, C, H, W, R, stride, pad; };
+  std::vector<Case> cases = {{1, 1, 5, 5, 2, 2, 0}, {2, 3, 13, 11, 3, 2, 1}, {1, 2, 7, 9, 3, 1, 1},
+                             {2, 2, 12, 12, 5, 4, 2}, {3, 1, 8, 8, 1, 1, 0}, {1, 3, 11, 11, 11, 1, 5}};
+  if (!small()) cases.push_back({64, 16, 28, 28, 2, 2, 0});
+  uint64_t seed = 3000;
+  auto s = cuda::stream();
+  for (const auto& c : cases) {
+    INFO("pool N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W << " k=" << c.R
+                   << " stride=" << c.stride << " pad=" << c.pad);
+    const auto p = k::pool2d_params("max_pool2d", c.N, c.C, c.H, c.W, c.R, c.R, c.stride, c.pad);
+    Pair x = random_pair({p.N, p.C, p.H, p.W}, seed += 10);
+    const Shape out{p.N, p.C, p.P, p.Q};
+    // max: values and argmax indices must agree exactly (same window order).
+    Tensor y = poisoned(out), yc = Tensor::zeros(out);
+    Tensor arg = Tensor::empty(out, gpu(), DType::I32), argc = Tensor::zeros(out, Device::cpu(), DType::I32);
+    k::max_pool2d_forward_cuda(p, x.gpu.data<float>(), y.data<float>(), arg.data<int32_t>(), s);
+    k::max_pool2d_forward_cpu(p, x.cpu.data<float>(), yc.data<float>(), argc.data<int32_t>());
+    require_match(y, yc, 0.0, "max y");
+    CHECK(arg.to_vector<int32_t>() == argc.to_vector<int32_t>());
+    Pair dy = random_pair(out, seed + 1), dx = random_pair(x.cpu.shape(), seed + 2);
+    k::max_pool2d_backward_cuda(p, dy.gpu.data<float>(), arg.data<int32_t>(), dx.gpu.data<float>(), s);
+    k::max_pool2d_backward_cpu(p, dy.cpu.data<float>(), argc.data<int32_t>(), dx.cpu.data<float>());
+    require_match(dx.gpu, dx.cpu, cuda_tol(c.R * c.R), "max dx");
+    // average
+    Tensor ya = poisoned(out), yac = Tensor::zeros(out);
+    k::avg_pool2d_forward_cuda(p, x.gpu.data<float>(), ya.data<float>(), s);
+    k::avg_pool2d_forward_cpu(p, x.cpu.data<float>(), yac.data<float>());
+    require_match(ya, yac, cuda_tol(c.R * c.R), "avg y");
+    Pair dxa = random_pair(x.cpu.shape(), seed + 3);
+    k::avg_pool2d_backward_cuda(p, dy.gpu.data<float>(), dxa.gpu.data<float>(), s);
+    k::avg_pool2d_backward_cpu(p, dy.cpu.data<float>(), dxa.cpu.data<float>());
+    require_match(dxa.gpu, dxa.cpu, cuda_tol(c.R * c.R), "avg dx");
+    // global average over each plane
+    const int planes = p.N * p.C, hw = p.H * p.W;
+    Tensor g = poisoned({planes}), gc = Tensor::zeros({planes});
+    k::global_avg_pool_forward_cuda(planes, hw, x.gpu.data<float>(), g.data<float>(), s);
+    k::global_avg_pool_forward_cpu(planes, hw, x.cpu.data<float>(), gc.data<float>());
+    require_match(g, gc, cuda_tol(1), "global y");  // both sum in double
+    Pair gdy = random_pair({planes}, seed + 4), gdx = random_pair(x.cpu.shape(), seed + 5);
+    k::global_avg_pool_backward_cuda(planes, hw, gdy.gpu.data<float>(), gdx.gpu.data<float>(), s);
+    k::global_avg_pool_backward_cpu(planes, hw, gdy.cpu.data<float>(), gdx.cpu.data<float>());
+    require_match(gdx.gpu, gdx.cpu, cuda_tol(1), "global dx");
+  }
+}
+
+TEST_CASE("pointwise CUDA kernels match the CPU", "[cuda][elementwise]") {
+  auto s = cuda::stream();
+  for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{(1 << 20) + 3}}) {
+    INFO("n=" << n);
+    Pair a = random_pair({n}, 1, -4.0f, 4.0f), b = random_pair({n}, 2), dy = random_pair({n}, 3);
+    using Fwd = void (*)(int64_t, const float*, float*, k::Stream);
+    using FwdC = void (*)(int64_t, const float*, float*);
+    using Bwd = void (*)(int64_t, const float*, const float*, float*, k::Stream);
+    using BwdC = void (*)(int64_t, const float*, const float*, float*);
+    struct Op { const char* name; Fwd f; FwdC fc; Bwd b; BwdC bc; };
+    for (const Op& op : {Op{"relu", k::relu_forward_cuda, k::relu_forward_cpu,
+                            k::relu_backward_cuda, k::relu_backward_cpu},
+                         Op{"sigmoid", k::sigmoid_forward_cuda, k::sigmoid_forward_cpu,
+                            k::sigmoid_backward_cuda, k::sigmoid_backward_cpu}}) {
+      INFO(op.name);
+      Tensor y = poisoned({n}), yc = Tensor::zeros({n});
+      op.f(n, a.gpu.data<float>(), y.data<float>(), s);
+      op.fc(n, a.cpu.data<float>(), yc.data<float>());
+      require_match(y, yc, cuda_tol(1), "y");
+      Pair dx = random_pair({n}, 4);
+      // Backward from the same y on both sides (the CPU's), so only the rule differs.
+      Tensor ycg = yc.to(gpu());
+      op.b(n, ycg.data<float>(), dy.gpu.data<float>(), dx.gpu.data<float>(), s);
+      op.bc(n, yc.data<float>(), dy.cpu.data<float>(), dx.cpu.data<float>());
+      require_match(dx.gpu, dx.cpu, cuda_tol(1), "dx");
+    }
+    Tensor y = poisoned({n}), yc = Tensor::zeros({n});
+    k::add_forward_cuda(n, a.gpu.data<float>(), b.gpu.data<float>(), y.data<float>(), s);
+    k::add_forward_cpu(n, a.cpu.data<float>(), b.cpu.data<float>(), yc.data<float>());
+    require_match(y, yc, 0.0, "add");
+    k::accumulate_cuda(n, b.gpu.data<float>(), y.data<float>(), s);
+    k::accumulate_cpu(n, b.cpu.data<float>(), yc.data<float>());
+    require_match(y, yc, 0.0, "accumulate");
+    k::fill_cuda(n, 2.5f, y.data<float>(), s);
+    CHECK(y.to_vector() == std::vector<float>(static_cast<std::size_t>(n), 2.5f));
+  }
+}
+
+TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda][batchnorm]") {
+  struct Case { int N, C, HW; };
+  std::vector<Case> cases = {{2, 3, 1}, {7, 5, 9}, {1, 4, 49}, {16, 130, 1}};
+  if (!small()) {
+    cases.push_back({256, 6, 784});  // several chunks per channel
+    cases.push_back({64, 64, 196});
+  }
+  auto s = cuda::stream();
+  uint64_t seed = 4000;
+  for (const auto& c : cases) {
+    INFO("batch norm N=" << c.N << " C=" << c.C << " HW=" << c.HW);
+    const auto p = k::batch_norm_params(c.N, c.C, c.HW, 1e-5f, 0.1f);
+    const Shape xs{c.N, c.C, c.HW};
+    const double m = double(c.N) * c.HW;
+    // Mean far from 0 relative to the spread: catches one-pass variance.
+    Pair x = random_pair(xs, seed += 10, 2.0f, 4.0f);
+    Pair gamma = random_pair({c.C}, seed + 1, 0.5f, 1.5f), beta = random_pair({c.C}, seed + 2);
+    Pair rm = random_pair({c.C}, seed + 3), rv = random_pair({c.C}, seed + 4, 0.5f, 2.0f);
+    Tensor ws = workspace(k::batch_norm_workspace_bytes_cuda(p));
+    Tensor y = poisoned(xs), yc = Tensor::zeros(xs);
+    Tensor mean = poisoned({c.C}), inv = poisoned({c.C}), meanc = Tensor::zeros({c.C}),
+           invc = Tensor::zeros({c.C});
+    k::batch_norm_forward_train_cuda(p, x.gpu.data<float>(), gamma.gpu.data<float>(),
+                                     beta.gpu.data<float>(), y.data<float>(), mean.data<float>(),
+                                     inv.data<float>(), rm.gpu.data<float>(), rv.gpu.data<float>(),
+                                     ws.data<uint8_t>(), s);
+    k::batch_norm_forward_train_cpu(p, x.cpu.data<float>(), gamma.cpu.data<float>(),
+                                    beta.cpu.data<float>(), yc.data<float>(), meanc.data<float>(),
+                                    invc.data<float>(), rm.cpu.data<float>(), rv.cpu.data<float>());
+    // Statistics are summed in double on both sides: a few float ulps.
+    require_match(mean, meanc, cuda_tol(1), "save_mean");
+    require_match(inv, invc, cuda_tol(1), "save_invstd");
+    require_match(rm.gpu, rm.cpu, cuda_tol(1), "running_mean");
+    require_match(rv.gpu, rv.cpu, cuda_tol(1), "running_var");
+    require_match(y, yc, cuda_tol(1), "y");
+    // Determinism: a second run gives the same bits.
+    const auto y_first = y.to_vector();
+    Tensor y2 = poisoned(xs);
+    k::batch_norm_forward_train_cuda(p, x.gpu.data<float>(), gamma.gpu.data<float>(),
+                                     beta.gpu.data<float>(), y2.data<float>(), mean.data<float>(),
+                                     inv.data<float>(), rm.gpu.data<float>(), rv.gpu.data<float>(),
+                                     ws.data<uint8_t>(), s);
+    CHECK(bit_identical(y_first, y2.to_vector()));
+
+    for (bool training : {true, false}) {
+      INFO("backward training=" << training);
+      Pair dy = random_pair(xs, seed + 5), dx = random_pair(xs, seed + 6);
+      Pair dg = random_pair({c.C}, seed + 7), db = random_pair({c.C}, seed + 8);
+      k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), dy.gpu.data<float>(),
+                                  gamma.gpu.data<float>(), meanc.to(gpu()).data<float>(),
+                                  invc.to(gpu()).data<float>(), dx.gpu.data<float>(),
+                                  dg.gpu.data<float>(), db.gpu.data<float>(), ws.data<uint8_t>(), s);
+      k::batch_norm_backward_cpu(p, training, x.cpu.data<float>(), dy.cpu.data<float>(),
+                                 gamma.cpu.data<float>(), meanc.data<float>(), invc.data<float>(),
+                                 dx.cpu.data<float>(), dg.cpu.data<float>(), db.cpu.data<float>());
+      require_match(db.gpu, db.cpu, cuda_tol(1), "dbeta");
+      // xhat is a float product on both sides; its sum is in double.
+      require_match(dg.gpu, dg.cpu, cuda_tol(std::sqrt(m)), "dgamma");
+      require_match(dx.gpu, dx.cpu, cuda_tol(16), "dx");
+      // dx may be null (input needs no gradient): only the parameter gradients.
+      Tensor dg2 = Tensor::zeros({c.C}, gpu()), db2 = Tensor::zeros({c.C}, gpu());
+      k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), dy.gpu.data<float>(),
+                                  gamma.gpu.data<float>(), meanc.to(gpu()).data<float>(),
+                                  invc.to(gpu()).data<float>(), nullptr, dg2.data<float>(),
+                                  db2.data<float>(), ws.data<uint8_t>(), s);
+      const auto dg2a = dg2.to_vector();
+      dg2.zero_();
+      k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), dy.gpu.data<float>(),
+                                  gamma.gpu.data<float>(), meanc.to(gpu()).data<float>(),
+                                  invc.to(gpu()).data<float>(), nullptr, dg2.data<float>(),
+                                  db2.data<float>(), ws.data<uint8_t>(), s);
+      CHECK(bit_identical(dg2a, dg2.to_vector()));
+    }
+
+    Tensor ye = poisoned(xs), yec = Tensor::zeros(xs);
+    k::batch_norm_forward_eval_cuda(p, x.gpu.data<float>(), gamma.gpu.data<float>(),
+                                    beta.gpu.data<float>(), rm.gpu.data<float>(),
+                                    rv.gpu.data<float>(), ye.data<float>(), s);
+    k::batch_norm_forward_eval_cpu(p, x.cpu.data<float>(), gamma.cpu.data<float>(),
+                                   beta.cpu.data<float>(), rm.cpu.data<float>(),
+                                   rv.cpu.data<float>(), yec.data<float>());
+    require_match(ye, yec, cuda_tol(1), "eval y");
+    Tensor iv = poisoned({c.C}), ivc = Tensor::zeros({c.C});
+    k::batch_norm_invstd_cuda(c.C, 1e-5f, rv.gpu.data<float>(), iv.data<float>(), s);
+    k::batch_norm_invstd_cpu(c.C, 1e-5f, rv.cpu.data<float>(), ivc.data<float>());
+    require_match(iv, ivc, 0.0, "invstd");
+  }
+}
+
+TEST_CASE("dropout CUDA masks equal the CPU's bit for bit", "[cuda][dropout]") {
+  auto s = cuda::stream();
+  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{100003}})
+    for (float p : {0.1f, 0.5f, 0.9f}) {
+      INFO("n=" << n << " p=" << p);
+      Pair x = random_pair({n}, 5, 0.5f, 1.5f);  // nonzero: a zero output means dropped
+      Tensor y = poisoned({n}), yc = Tensor::zeros({n});
+      k::dropout_forward_cuda(n, p, 1234, 77, x.gpu.data<float>(), y.data<float>(), s);
+      k::dropout_forward_cpu(n, p, 1234, 77, x.cpu.data<float>(), yc.data<float>());
+      CHECK(bit_identical(y.to_vector(), yc.to_vector()));
+      // Backward into zeros is a pure product: bit-identical too. Into random
+      // values the host compiler may fuse the += into an FMA: tolerance.
+      Pair dy = random_pair({n}, 6);
+      Tensor dx0 = Tensor::zeros({n}, gpu()), dx0c = Tensor::zeros({n});
+      k::dropout_backward_cuda(n, p, 1234, 77, dy.gpu.data<float>(), dx0.data<float>(), s);
+      k::dropout_backward_cpu(n, p, 1234, 77, dy.cpu.data<float>(), dx0c.data<float>());
+      CHECK(bit_identical(dx0.to_vector(), dx0c.to_vector()));
+      Pair dx = random_pair({n}, 7);
+      k::dropout_backward_cuda(n, p, 1234, 77, dy.gpu.data<float>(), dx.gpu.data<float>(), s);
+      k::dropout_backward_cpu(n, p, 1234, 77, dy.cpu.data<float>(), dx.cpu.data<float>());
+      require_match(dx.gpu, dx.cpu, cuda_tol(1), "dx");
+    }
+}
+
+TEST_CASE("softmax cross-entropy CUDA kernels match the CPU and are deterministic",
+          "[cuda][softmax_ce]") {
+  struct Case { int N, C; };
+  std::vector<Case> cases = {{1, 1}, {1, 10}, {3, 33}, {256, 10}, {37, 1000}};
+  if (!small()) cases.push_back({10000, 10});
+  auto s = cuda::stream();
+  uint64_t seed = 5000;
+  for (const auto& c : cases) {
+    INFO("cross-entropy N=" << c.N << " C=" << c.C);
+    const auto p = k::cross_entropy_params(c.N, c.C);
+    Pair z = random_pair({c.N, c.C}, seed += 10, -8.0f, 8.0f);
+    Tensor lab_c = labels_pair_cpu(c.N, c.C, seed + 1), lab = lab_c.to(gpu());
+    Tensor loss = poisoned({1}), lossc = Tensor::zeros({1});
+    Tensor probs = poisoned({c.N, c.C}), probsc = Tensor::zeros({c.N, c.C});
+    k::softmax_ce_forward_cuda(p, z.gpu.data<float>(), lab.data<int32_t>(), loss.data<float>(),
+                               probs.data<float>(), s);
+    k::softmax_ce_forward_cpu(p, z.cpu.data<float>(), lab_c.data<int32_t>(), lossc.data<float>(),
+                              probsc.data<float>());
+    require_match(probs, probsc, cuda_tol(c.C), "probs");
+    require_match(loss, lossc, cuda_tol(c.C), "loss");
+    const auto first = loss.to_vector();
+    for (int run = 0; run < 2; ++run) {
+      k::softmax_ce_forward_cuda(p, z.gpu.data<float>(), lab.data<int32_t>(), loss.data<float>(),
+                                 probs.data<float>(), s);
+      CHECK(bit_identical(first, loss.to_vector()));
+    }
+    Pair dz = random_pair({c.N, c.C}, seed + 2);
+    Tensor dloss = Tensor::full({1}, 0.7f), dloss_g = dloss.to(gpu());
+    k::softmax_ce_backward_cuda(p, probsc.to(gpu()).data<float>(), lab.data<int32_t>(),
+                                dloss_g.data<float>(), dz.gpu.data<float>(), s);
+    k::softmax_ce_backward_cpu(p, probsc.data<float>(), lab_c.data<int32_t>(),
+                               dloss.data<float>(), dz.cpu.data<float>());
+    require_match(dz.gpu, dz.cpu, cuda_tol(1), "dlogits");
+
+    Tensor idx = Tensor::empty({c.N}, gpu(), DType::I32), idxc = Tensor::zeros({c.N}, Device::cpu(), DType::I32);
+    k::argmax_rows_cuda(c.N, c.C, z.gpu.data<float>(), idx.data<int32_t>(), s);
+    k::argmax_rows_cpu(c.N, c.C, z.cpu.data<float>(), idxc.data<int32_t>());
+    CHECK(idx.to_vector<int32_t>() == idxc.to_vector<int32_t>());
+    Tensor cnt_i = Tensor::empty({1}, gpu(), DType::I32), cnt_c = Tensor::zeros({1}, Device::cpu(), DType::I32);
+    k::count_correct_cuda(c.N, c.C, z.gpu.data<float>(), idx.data<int32_t>(), cnt_i.data<int32_t>(), s);
+    CHECK(cnt_i.to_vector<int32_t>()[0] == c.N);  // argmax labels: every row correct
+    k::count_correct_cuda(c.N, c.C, z.gpu.data<float>(), lab.data<int32_t>(), cnt_i.data<int32_t>(), s);
+    k::count_correct_cpu(c.N, c.C, z.cpu.data<float>(), lab_c.data<int32_t>(), cnt_c.data<int32_t>());
+    CHECK(cnt_i.to_vector<int32_t>() == cnt_c.to_vector<int32_t>());
+  }
+}
+
+TEST_CASE("cross-entropy with a bad label on CUDA gives NaN, not a crash", "[cuda][softmax_ce]") {
+  Tensor z = Tensor::zeros({2, 3}, gpu());
+  Tensor lab = Tensor::from_vector<int32_t>({0, 7}, {2}, gpu());
+  Tensor loss = cross_entropy(z, lab);
+  CHECK(std::isnan(loss.item()));
+}
+
+TEST_CASE("SGD step on CUDA matches the CPU", "[cuda][sgd]") {
+  auto s = cuda::stream();
+  const int64_t n = small() ? 1001 : 1000003;
+  for (float mu : {0.0f, 0.9f})
+    for (bool nesterov : {false, true})
+      for (bool first : {true, false}) {
+        if (nesterov && mu == 0.0f) continue;
+        INFO("momentum=" << mu << " nesterov=" << nesterov << " first=" << first);
+        k::SgdParams p;
+        p.lr = 0.05f;
+        p.momentum = mu;
+        p.weight_decay = 5e-4f;
+        p.nesterov = nesterov;
+        p.first_step = first;
+        Pair w = random_pair({n}, 1), g = random_pair({n}, 2), buf = random_pair({n}, 3);
+        k::sgd_step_cuda(n, p, w.gpu.data<float>(), g.gpu.data<float>(), buf.gpu.data<float>(), s);
+        k::sgd_step_cpu(n, p, w.cpu.data<float>(), g.cpu.data<float>(), buf.cpu.data<float>());
+        require_match(w.gpu, w.cpu, cuda_tol(1), "param");
+        if (mu != 0.0f) require_match(buf.gpu, buf.cpu, cuda_tol(1), "buf");
+      }
+}
+
+TEST_CASE("bilinear resize CUDA kernels match the CPU", "[cuda][resize]") {
+  struct Case { int N, C, H, W, OH, OW; };
+  std::vector<Case> cases = {{1, 1, 28, 28, 28, 28}, {2, 3, 5, 7, 11, 13}, {1, 2, 17, 9, 4, 3},
+                             {2, 1, 28, 28, 32, 32}, {1, 1, 1, 1, 3, 2}, {1, 1, 6, 6, 1, 1}};
+  if (!small()) cases.push_back({16, 1, 28, 28, 224, 224});
+  auto s = cuda::stream();
+  uint64_t seed = 6000;
+  for (const auto& c : cases) {
+    INFO("resize " << c.H << "x" << c.W << " -> " << c.OH << "x" << c.OW);
+    const auto p = k::resize_params(c.N, c.C, c.H, c.W, c.OH, c.OW);
+    Pair x = random_pair({c.N, c.C, c.H, c.W}, seed += 10);
+    Tensor y = poisoned({c.N, c.C, c.OH, c.OW}), yc = Tensor::zeros({c.N, c.C, c.OH, c.OW});
+    k::resize_bilinear_forward_cuda(p, x.gpu.data<float>(), y.data<float>(), s);
+    k::resize_bilinear_forward_cpu(p, x.cpu.data<float>(), yc.data<float>());
+    require_match(y, yc, cuda_tol(1), "y");
+    Pair dy = random_pair({c.N, c.C, c.OH, c.OW}, seed + 1), dx = random_pair(x.cpu.shape(), seed + 2);
+    k::resize_bilinear_backward_cuda(p, dy.gpu.data<float>(), dx.gpu.data<float>(), s);
+    k::resize_bilinear_backward_cpu(p, dy.cpu.data<float>(), dx.cpu.data<float>());
+    // An input pixel receives up to 4 * ceil(OH/H) * ceil(OW/W) contributions.
+    const double L = 4.0 * std::ceil(double(c.OH) / c.H + 1) * std::ceil(double(c.OW) / c.W + 1);
+    require_match(dx.gpu, dx.cpu, cuda_tol(L), "dx");
+  }
+}
+
+TEST_CASE("resize_gather_u8 and gather_labels on CUDA match the CPU", "[cuda][resize][data]") {
+  const int count = 50, H = 28, W = 28, B = 17;
+  std::vector<uint8_t> img(static_cast<std::size_t>(count) * H * W), lab(count);
+  for (std::size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
+  for (int i = 0; i < count; ++i) lab[i] = static_cast<uint8_t>(i % 10);
+  std::vector<int32_t> index(B);
+  for (int b = 0; b < B; ++b) index[b] = (b * 13 + 5) % count;
+  Tensor images = Tensor::from_vector(img, {count, H, W}), labels = Tensor::from_vector(lab, {count});
+  Tensor idx = Tensor::from_vector(index, {B});
+  for (auto [oh, ow] : {std::pair{28, 28}, std::pair{32, 32}, std::pair{224, 224}, std::pair{14, 20}}) {
+    INFO("out " << oh << "x" << ow);
+    Tensor yc = resize_gather_u8(images, idx, oh, ow);
+    Tensor yg = resize_gather_u8(images.to(gpu()), idx.to(gpu()), oh, ow);
+    require_match(yg, yc, cuda_tol(1), "images");
+  }
+  Tensor lc = gather_labels(labels, idx), lg = gather_labels(labels.to(gpu()), idx.to(gpu()));
+  CHECK(lg.to_vector<int32_t>() == lc.to_vector<int32_t>());
+}
+#endif  // SCRATCHNET_WITH_CUDA
