@@ -1,19 +1,171 @@
 #include "tools/cli.h"
 
-#include <CLI/CLI.hpp>
 #include <iostream>
+#include <new>
 
-#include "core/error.h"
+#include "models/models.h"
+#include "train/safetensors.h"
+#include "train/trainer.h"
+#include "tools/commands.h"
+
+#if __has_include("tools/bench.h")
+#include "tools/bench.h"
+#define SCRATCHNET_HAVE_BENCH 1
+#endif
 
 namespace scratchnet::tools {
 
+namespace {
+
+// One line on stderr, whatever the message holds.
+int fail(const std::string& message, int code) {
+  std::string line = message;
+  for (char& ch : line)
+    if (ch == '\n' || ch == '\r') ch = ' ';
+  std::cerr << "error: " << line << "\n";
+  return code;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+}  // namespace
+
+CLI::Validator device_validator() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (s == "auto" || s == "cpu" || s == "cuda") return {};
+        if (s.rfind("cuda:", 0) == 0 && s.size() > 5 &&
+            s.find_first_not_of("0123456789", 5) == std::string::npos)
+          return {};
+        return "device must be auto, cpu, cuda or cuda:N, got '" + s + "'";
+      },
+      "auto|cpu|cuda[:N]");
+}
+
+CLI::Validator model_validator() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        for (const auto& n : models::names())
+          if (n == s) return {};
+        return "unknown model '" + s + "'; choose one of: " + join(models::names());
+      },
+      "{" + [] {
+        std::string s;
+        for (const auto& n : models::names()) s += (s.empty() ? "" : ",") + n;
+        return s;
+      }() + "}");
+}
+
+CLI::Validator unit_interval_validator() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        try {
+          std::size_t used = 0;
+          const double v = std::stod(s, &used);
+          if (used == s.size() && v >= 0.0 && v < 1.0) return {};
+        } catch (const std::exception&) {
+        }
+        return "value must be a number in [0, 1), got '" + s + "'";
+      },
+      "in [0, 1)");
+}
+
+namespace {
+
+CLI::Validator number_at_least(double lo, bool strict, const std::string& name) {
+  return CLI::Validator(
+      [lo, strict](std::string& s) -> std::string {
+        try {
+          std::size_t used = 0;
+          const double v = std::stod(s, &used);
+          if (used == s.size() && (strict ? v > lo : v >= lo)) return {};
+        } catch (const std::exception&) {
+        }
+        return std::string("value must be a number ") + (strict ? "> " : ">= ") +
+               std::to_string(static_cast<int>(lo)) + ", got '" + s + "'";
+      },
+      name);
+}
+
+}  // namespace
+
+CLI::Validator positive() { return number_at_least(0.0, true, "POSITIVE"); }
+CLI::Validator non_negative() { return number_at_least(0.0, false, "NONNEGATIVE"); }
+
+void check_model_args(const std::string& model, int image_size, int width_divisor) {
+  if (width_divisor != 1 && model.rfind("vgg", 0) != 0)
+    throw UsageError("--width-divisor applies to the VGG models only, not to " + model);
+  try {
+    models::check_input_size(model, image_size);
+  } catch (const ValueError& e) {
+    throw UsageError(e.what());
+  }
+}
+
+LoadedModel load_trained_model(const std::string& model_name, const std::string& weights,
+                               int image_size, int width_divisor, Device device) {
+  const safetensors::File file = safetensors::load(weights);
+  auto meta_int = [&](const char* key) -> int {
+    auto it = file.metadata.find(key);
+    if (it == file.metadata.end()) return 0;
+    try {
+      return std::stoi(it->second);
+    } catch (const std::exception&) {
+      throw IoError(weights + ": metadata \"" + key + "\" is not an integer: \"" + it->second + "\"");
+    }
+  };
+  auto it = file.metadata.find("model");
+  if (it != file.metadata.end() && it->second != model_name)
+    throw ValueError(weights + " holds a " + it->second + ", not a " + model_name +
+                     " (pass --model " + it->second + ")");
+  if (image_size == 0) image_size = meta_int("image_size");
+  if (image_size == 0) image_size = models::defaults(model_name).image_size;
+  if (width_divisor == 0) width_divisor = meta_int("width_divisor");
+  if (width_divisor == 0) width_divisor = 1;
+  check_model_args(model_name, image_size, width_divisor);
+
+  LoadedModel out;
+  out.gen = std::make_unique<Generator>(0);
+  out.model = models::make(model_name, *out.gen, width_divisor);
+  out.model->to(device);
+  safetensors::load_into(*out.model, file, weights);
+  out.model->eval();
+  out.image_size = image_size;
+  return out;
+}
+
 int run_cli(int argc, char** argv) {
-  CLI::App app{"scratchnet: a from-scratch deep learning engine (C++17 / CUDA)"};
+  CLI::App app{
+      "scratchnet: a from-scratch deep learning engine (C++17 / CUDA) that trains LeNet, "
+      "AlexNet, VGG and ResNet on Fashion-MNIST"};
   app.require_subcommand(1);
+  app.footer("Run 'scratchnet <command> --help' for the options of each command.");
+  add_train_command(app);
+  add_eval_command(app);
+  add_predict_command(app);
+  add_summary_command(app);
+#ifdef SCRATCHNET_HAVE_BENCH
+  add_bench_command(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  } catch (const UsageError& e) {
+    std::cerr << "error: " << e.what() << "\nRun with --help for more information.\n";
+    return 2;
+  } catch (const train::Interrupted& e) {
+    return fail(e.what(), 130);
+  } catch (const Error& e) {
+    return fail(e.what(), 1);
+  } catch (const std::bad_alloc&) {
+    return fail("out of host memory (try a smaller --batch-size or --resize)", 1);
+  } catch (const std::exception& e) {
+    return fail(std::string("internal error: ") + e.what(), 1);
   }
   return 0;
 }

@@ -1,0 +1,181 @@
+// The `scratchnet` binary end to end, run as users run it (std::system):
+// help, exit codes for bad usage (2) and runtime failures (1, one line on
+// stderr), and a small train -> eval -> summary -> predict round on the real
+// Fashion-MNIST (the first 512 training / 256 test images), with a resume.
+//
+// No numerical tolerances here: the checks are exit codes, files and text.
+#include <catch2/catch.hpp>
+
+#include <stb_image_write.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "train/data.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag) {
+    path = fs::temp_directory_path() /
+           ("scratchnet-cli-" + tag + "-" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignore;
+    fs::remove_all(path, ignore);
+  }
+  std::string str(const std::string& sub = "") const { return (path / sub).string(); }
+};
+
+// Runs `scratchnet <args>` and captures its exit code, stdout and stderr.
+Result run(const std::string& args) {
+  static int counter = 0;
+  const fs::path base = fs::temp_directory_path() /
+                        ("scratchnet-cli-io-" + std::to_string(::getpid()) + "-" +
+                         std::to_string(counter++));
+  const std::string out = base.string() + ".out", err = base.string() + ".err";
+  const std::string cmd = std::string("'") + SCRATCHNET_BINARY + "' " + args + " >'" + out +
+                          "' 2>'" + err + "' </dev/null";
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  fs::remove(out);
+  fs::remove(err);
+  INFO("scratchnet " << args << "\nexit " << r.code << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err);
+  return r;
+}
+
+int count_lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+bool has(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("every subcommand has --help and exits 0", "[cli]") {
+  for (const char* cmd : {"", "train ", "eval ", "predict ", "summary "}) {
+    const Result r = run(std::string(cmd) + "--help");
+    INFO(cmd << r.out << r.err);
+    CHECK(r.code == 0);
+    CHECK(has(r.out, "Usage:"));
+  }
+  CHECK(has(run("train --help").out, "lenet"));
+  CHECK(has(run("predict --help").out, "--invert"));
+}
+
+TEST_CASE("bad usage exits 2 with a message", "[cli]") {
+  for (const char* args :
+       {"", "frobnicate", "train", "train --model nosuch", "train --model lenet --epochs 0",
+        "train --model lenet --epochs ten", "train --model lenet --lr -1",
+        "train --model lenet --momentum 1.5", "train --model lenet --device tpu",
+        "train --model lenet --frobnicate", "train --model lenet --resize 64",
+        "train --model resnet18 --width-divisor 4", "eval --model lenet",
+        "predict --model lenet --weights x.safetensors", "summary --model nosuch"}) {
+    const Result r = run(args);
+    INFO("scratchnet " << args << "\nstdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.code == 2);
+    CHECK(!r.err.empty());
+  }
+}
+
+TEST_CASE("a missing data directory exits 1 with one error line", "[cli]") {
+  TempDir tmp("nodata");
+  const Result r = run("train --model lenet --device cpu --data '" + tmp.str("missing") +
+                       "' --out '" + tmp.str("run") + "'");
+  INFO(r.err);
+  CHECK(r.code == 1);
+  CHECK(count_lines(r.err) == 1);
+  CHECK(r.err.rfind("error: ", 0) == 0);
+  CHECK(has(r.err, "missing"));
+  CHECK(!fs::exists(tmp.path / "run"));  // nothing created before the data was found
+}
+
+TEST_CASE("train, eval, summary and predict work end to end on a small subset", "[cli]") {
+  TempDir tmp("smoke");
+  const std::string run_dir = tmp.str("run");
+  const std::string data = scratchnet::data::default_data_dir();
+  Result r = run("train --model lenet --epochs 1 --train-limit 512 --test-limit 256 --device cpu "
+                 "--data '" + data + "' --out '" + run_dir + "'");
+  REQUIRE(r.code == 0);
+  CHECK(has(r.out, "epoch 1/1"));
+  for (const char* f : {"metrics.csv", "config.json", "training_curves.png", "model.safetensors"})
+    CHECK(fs::exists(tmp.path / "run" / f));
+  CHECK(count_lines(slurp(tmp.path / "run" / "metrics.csv")) == 2);
+  CHECK(has(slurp(tmp.path / "run" / "config.json"), "\"model\": \"lenet\""));
+
+  // Resuming keeps the run's settings (the 512-image subset) unless a flag
+  // changes them; --epochs counts the epoch already done.
+  r = run("train --model lenet --resume '" + run_dir + "' --epochs 2");
+  REQUIRE(r.code == 0);
+  CHECK(has(r.out, "epoch 2/2"));
+  CHECK(count_lines(slurp(tmp.path / "run" / "metrics.csv")) == 3);
+  CHECK(has(slurp(tmp.path / "run" / "config.json"), "\"train_limit\": 512"));
+
+  const std::string weights = "'" + run_dir + "/model.safetensors'";
+  r = run("eval --model lenet --device cpu --test-limit 256 --data '" + data + "' --weights " +
+          weights);
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "on 256 test images"));
+  CHECK(has(r.out, "confusion matrix"));
+  CHECK(has(r.out, "Ankle boot"));
+
+  r = run("eval --model resnet18 --device cpu --test-limit 256 --weights " + weights);
+  CHECK(r.code == 1);
+  CHECK(count_lines(r.err) == 1);
+
+  r = run("summary --model lenet");
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "61,706"));
+  CHECK(has(r.out, "(1, 10)"));
+
+  // A 40x30 grey image (resized to 28x28 by predict), and a text file.
+  std::vector<uint8_t> px(40 * 30);
+  for (std::size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i * 37) % 256);
+  const std::string png = tmp.str("item.png");
+  REQUIRE(stbi_write_png(png.c_str(), 40, 30, 1, px.data(), 40) != 0);
+  r = run("predict --model lenet --device cpu --weights " + weights + " '" + png + "'");
+  CHECK(r.code == 0);
+  int classes = 0;
+  for (const char* name : scratchnet::data::kClassNames) classes += has(r.out, std::string(name) + " ");
+  CHECK(classes == 3);
+  CHECK(count_lines(r.out) == 4);
+  CHECK(has(r.out, "%"));
+
+  const std::string txt = tmp.str("notes.txt");
+  std::ofstream(txt) << "not an image\n";
+  r = run("predict --model lenet --device cpu --weights " + weights + " '" + txt + "'");
+  CHECK(r.code == 1);
+  CHECK(count_lines(r.err) == 1);
+  CHECK(has(r.err, "notes.txt"));
+}

@@ -1,0 +1,138 @@
+// The training loop: any model from models::make, on any device, with SGD,
+// per-epoch metrics and checkpoints, resume and Ctrl-C.
+//
+// One step: batch (on the device) -> forward -> cross_entropy -> backward ->
+// SGD step. The step's loss and correct-count are copied into per-epoch
+// device arrays (one slot per batch, no sync) and read back once per epoch;
+// a terminal progress bar may read the losses so far every ~0.5 s. Keeping
+// one slot per batch (rather than one running sum) lets a NaN be pinned to
+// the batch where it first appeared.
+//
+// Every random draw (initialisation, shuffles, dropout) comes from one
+// Generator whose (seed, offset) is saved after every epoch, so on the CPU a
+// resumed run reproduces an uninterrupted one exactly.
+//
+// Files in the run directory, each written atomically after every epoch:
+//   metrics.csv, config.json, training_curves.png, model.safetensors
+//   (PyTorch state_dict keys; metadata format/model/epoch) and
+//   train_state.safetensors (momentum buffers; metadata epoch, rng, steps,
+//   the metrics history as JSON).
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+#include "core/rng.h"
+#include "layers/module.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+
+namespace scratchnet::data {
+class Loader;
+}
+
+namespace scratchnet::train {
+
+inline constexpr const char* kModelFileName = "model.safetensors";
+inline constexpr const char* kStateFileName = "train_state.safetensors";
+
+struct TrainConfig {
+  std::string model;          // a models::names() entry
+  int epochs = 10;            // total, counting epochs done before a resume
+  int batch_size = 256;
+  float lr = 0.1f;
+  float momentum = 0.0f;
+  float weight_decay = 0.0f;
+  int image_size = 28;        // the data is resized to image_size^2
+  int width_divisor = 1;      // channel divisor for the wide models (vgg)
+  std::string device = "auto";
+  std::string data_dir;       // empty: data::default_data_dir()
+  uint64_t seed = 0;
+  int64_t train_limit = 0;    // use the first N training images; 0: all
+  int64_t test_limit = 0;
+  std::string out_dir;        // empty: the resume dir, else runs/<model>-<time>
+  std::string resume;         // a run directory or its model.safetensors; empty: new run
+};
+
+// Ctrl-C during run(): the current step finishes, nothing half-written is
+// left, and run() throws this.
+class Interrupted : public Error {
+ public:
+  using Error::Error;
+};
+
+// The loss became NaN or infinite; names the epoch and batch.
+class TrainingDiverged : public Error {
+ public:
+  using Error::Error;
+};
+
+class Trainer {
+ public:
+  // Sets everything up: device, model, optimizer, data, the run directory,
+  // and the resumed state when config.resume is set. Throws ValueError /
+  // IoError / DeviceError on bad settings, files or devices. Progress goes to
+  // `log`: a bar when `terminal`, else one plain line per epoch.
+  Trainer(TrainConfig config, std::ostream& log, bool terminal);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Trains from the next epoch to config.epochs; returns the whole history
+  // (resumed rows included).
+  std::vector<MetricsRow> run();
+
+  const TrainConfig& config() const { return config_; }
+  const std::string& out_dir() const { return out_dir_; }
+  Device device() const { return device_; }
+  Module& model() { return *model_; }
+  int start_epoch() const { return epochs_done_ + 1; }
+  const std::vector<MetricsRow>& history() const { return history_; }
+
+ private:
+  MetricsRow train_epoch(int epoch);
+  void check_losses(const std::vector<float>& losses, int epoch, int first_batch) const;
+  void write_checkpoint(int epoch);
+  std::string config_json() const;
+  void write_config() const;
+  void resume_from(const std::string& path);
+
+  TrainConfig config_;
+  std::ostream& log_;
+  bool terminal_;
+  Device device_;
+  std::string out_dir_;
+  Generator gen_;
+  std::shared_ptr<Module> model_;
+  std::unique_ptr<SGD> opt_;
+  std::unique_ptr<data::Loader> train_loader_, test_loader_;
+  int epochs_done_ = 0;
+  std::vector<MetricsRow> history_;
+};
+
+// Top-1 accuracy of `model` over every batch of `loader` (which must not
+// shuffle): eval mode, no gradients, the counts summed on the device and read
+// once. The model's train/eval mode is restored.
+double evaluate_accuracy(Module& model, data::Loader& loader);
+
+// Per-item predictions for a confusion matrix, read back once at the end.
+struct Predictions {
+  std::vector<int32_t> predicted, label;
+};
+Predictions predict_all(Module& model, data::Loader& loader);
+
+// The settings a run was started with, from its train_state.safetensors
+// (`resume_path` as TrainConfig::resume); resume is set to resume_path. For
+// the command line to fill in what a resuming user leaves out.
+TrainConfig saved_config(const std::string& resume_path);
+
+// The Ctrl-C flag behind Interrupted, for loops outside the Trainer (eval).
+bool stop_requested();
+
+// "runs/<model>-YYYYmmdd-HHMMSS" (with a suffix when that exists already).
+std::string default_run_dir(const std::string& model);
+
+}  // namespace scratchnet::train
