@@ -1,0 +1,179 @@
+// Printing `scratchnet bench` results (see bench_report.h).
+#include "tools/bench_report.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+namespace scratchnet::tools::bench {
+
+using nlohmann::json;
+
+double Row::rate() const {
+  if (t.median <= 0) return 0;
+  return (flops > 0 ? flops : bytes) / (t.median * 1e6);  // per ms -> per s, in 1e9
+}
+
+const char* Row::unit() const {
+  return flops > 0 ? "GFLOP/s" : "GB/s";
+}
+
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+json stats_json(const Stats& s) {
+  return {{"median_ms", s.median}, {"min_ms", s.min},   {"max_ms", s.max},     {"p10_ms", s.p10},
+          {"p90_ms", s.p90},       {"mean_ms", s.mean}, {"repeats", s.repeats}};
+}
+
+// Prints rows of cells with each column as wide as its widest cell.
+void print_table(const std::vector<std::vector<std::string>>& cells, std::ostream& os) {
+  std::vector<std::size_t> w;
+  for (const auto& r : cells)
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      if (w.size() <= i) w.push_back(0);
+      w[i] = std::max(w[i], r[i].size());
+    }
+  for (std::size_t k = 0; k < cells.size(); ++k) {
+    std::string line;
+    for (std::size_t i = 0; i < cells[k].size(); ++i) {
+      std::string c = cells[k][i];
+      c.resize(w[i], ' ');
+      line += (i ? "  " : "") + c;
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    os << line << "\n";
+    if (k == 0) {
+      std::size_t total = 0;
+      for (auto x : w) total += x + 2;
+      os << std::string(total - 2, '-') << "\n";
+    }
+  }
+}
+
+std::string csv_cell(const std::string& s) {
+  if (s.find_first_of(",\"") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+}  // namespace
+
+void write_kernel_report(const KernelReport& r, const std::string& format, std::ostream& os) {
+  if (format == "json") {
+    json j = {{"mode", "kernels"},
+              {"device", r.device},
+              {"device_name", r.device_name},
+              {"warmup", r.warmup},
+              {"repeats", r.repeats}};
+    j["ceilings"] = json::array();
+    for (const auto& c : r.ceilings)
+      j["ceilings"].push_back(
+          {{"name", c.name}, {"value", c.value}, {"unit", c.unit}, {"time", stats_json(c.t)}});
+    j["rows"] = json::array();
+    for (const auto& x : r.rows) {
+      json row = {{"op", x.op},       {"pass", x.pass},   {"model", x.model},
+                  {"layer", x.layer}, {"shape", x.shape}, {"count", x.count},
+                  {"flops", x.flops}, {"bytes", x.bytes}, {"time", stats_json(x.t)},
+                  {"rate", x.rate()}, {"unit", x.unit()}, {"check", x.check}};
+      row["ceiling_pct"] = x.ceiling_pct >= 0 ? json(x.ceiling_pct) : json(nullptr);
+      row["cublas_ms"] = x.cublas_ms > 0 ? json(x.cublas_ms) : json(nullptr);
+      row["vs_cublas"] = x.cublas_ms > 0 ? json(x.t.median / x.cublas_ms) : json(nullptr);
+      j["rows"].push_back(row);
+    }
+    os << j.dump(1) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"op", "pass", "model", "layer", "shape", "x", "ms", "p10-p90", "rate", "unit",
+                   "%ceil", "ours/cuBLAS", "check"});
+  for (const auto& x : r.rows)
+    cells.push_back({x.op, x.pass, x.model, x.layer, x.shape, std::to_string(x.count),
+                     fmt("%.4f", x.t.median), fmt("%.4f", x.t.p10) + "-" + fmt("%.4f", x.t.p90),
+                     fmt("%.1f", x.rate()), x.unit(),
+                     x.ceiling_pct >= 0 ? fmt("%.1f", x.ceiling_pct) : "",
+                     x.cublas_ms > 0 ? fmt("%.2f", x.t.median / x.cublas_ms) : "", x.check});
+  if (format == "csv") {
+    for (const auto& row : cells) {
+      for (std::size_t i = 0; i < row.size(); ++i) os << (i ? "," : "") << csv_cell(row[i]);
+      os << "\n";
+    }
+    return;
+  }
+  os << "scratchnet bench on " << r.device << " (" << r.device_name << "), warm-up " << r.warmup
+     << ", repeats " << r.repeats << "; times are medians\n";
+  for (const auto& c : r.ceilings)
+    os << "ceiling: " << c.name << " = " << fmt("%.1f", c.value) << " " << c.unit << "\n";
+  os << "\n";
+  print_table(cells, os);
+}
+
+void write_step_report(const StepReport& r, const std::string& format, int top, std::ostream& os) {
+  if (format == "json") {
+    json j = {
+        {"mode", "model_step"},    {"device", r.device},       {"device_name", r.device_name},
+        {"model", r.model},        {"batch", r.batch},         {"input", r.image_size},
+        {"steps", r.steps},        {"warmup", r.warmup},       {"ms_per_step", r.t.median},
+        {"time", stats_json(r.t)}, {"img_per_s", r.img_per_s}, {"peak_mem_MiB", r.peak_mem_mib},
+        {"profile", nullptr}};
+    if (r.profiled)
+      j["profile"] = {{"forward_ms", r.forward_ms},
+                      {"backward_ms", r.backward_ms},
+                      {"optimizer_ms", r.optimizer_ms},
+                      {"forward_note", r.forward_note}};
+    j["forward_layers"] = json::array();
+    for (const auto& l : r.forward_layers)
+      j["forward_layers"].push_back({{"name", l.name}, {"ms", l.ms}});
+    j["backward_layers"] = json::array();
+    for (const auto& l : r.backward_layers)
+      j["backward_layers"].push_back({{"name", l.name}, {"count", l.count}, {"ms", l.ms}});
+    os << j.dump() << "\n";  // one line: scripts read it as JSON lines
+    return;
+  }
+  if (format == "csv") {
+    os << "model,batch,input,ms_per_step,p10_ms,p90_ms,img_per_s,peak_mem_MiB\n"
+       << r.model << "," << r.batch << "," << r.image_size << "," << r.t.median << "," << r.t.p10
+       << "," << r.t.p90 << "," << r.img_per_s << "," << r.peak_mem_mib << "\n";
+    return;
+  }
+  os << "scratchnet bench: " << r.model << " training step on " << r.device << " (" << r.device_name
+     << "), batch " << r.batch << ", input " << r.image_size << "x" << r.image_size << "\n"
+     << "  " << fmt("%.3f", r.t.median) << " ms/step (median of " << r.t.repeats << ", p10 "
+     << fmt("%.3f", r.t.p10) << ", p90 " << fmt("%.3f", r.t.p90) << "), "
+     << fmt("%.1f", r.img_per_s) << " img/s, peak memory " << fmt("%.1f", r.peak_mem_mib)
+     << " MiB\n";
+  if (!r.profiled) return;
+  os << "  profiled step (synchronised after each part): forward " << fmt("%.3f", r.forward_ms)
+     << " ms, backward " << fmt("%.3f", r.backward_ms) << " ms, SGD " << fmt("%.3f", r.optimizer_ms)
+     << " ms\n"
+     << "  " << r.forward_note << "\n\n";
+  if (!r.forward_layers.empty()) {
+    std::vector<std::vector<std::string>> cells;
+    cells.push_back({"forward layer (op, input shape)", "ms", "% of forward"});
+    int shown = 0;
+    for (const auto& l : r.forward_layers) {
+      if (shown++ >= top) break;
+      cells.push_back({l.name, fmt("%.3f", l.ms),
+                       fmt("%.1f", r.forward_ms > 0 ? 100.0 * l.ms / r.forward_ms : 0.0)});
+    }
+    print_table(cells, os);
+    os << "\n";
+  }
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"backward node (output shape)", "nodes", "ms", "% of backward"});
+  int shown = 0;
+  for (const auto& l : r.backward_layers) {
+    if (shown++ >= top) break;
+    cells.push_back({l.name, std::to_string(l.count), fmt("%.3f", l.ms),
+                     fmt("%.1f", r.backward_ms > 0 ? 100.0 * l.ms / r.backward_ms : 0.0)});
+  }
+  print_table(cells, os);
+}
+
+}  // namespace scratchnet::tools::bench
