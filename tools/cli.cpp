@@ -6,12 +6,8 @@
 #include "models/models.h"
 #include "train/safetensors.h"
 #include "train/trainer.h"
-#include "tools/commands.h"
-
-#if __has_include("tools/bench.h")
 #include "tools/bench.h"
-#define SCRATCHNET_HAVE_BENCH 1
-#endif
+#include "tools/commands.h"
 
 namespace scratchnet::tools {
 
@@ -148,9 +144,7 @@ int run_cli(int argc, char** argv) {
   add_eval_command(app);
   add_predict_command(app);
   add_summary_command(app);
-#ifdef SCRATCHNET_HAVE_BENCH
   add_bench_command(app);
-#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
