@@ -26,13 +26,13 @@ struct ModelEntry {
   ModelDefaults defaults;
 };
 
-// The course's training settings (AlexNet: the notebook's batch 128; ResNet
+// The course's training settings (AlexNet: batch 256 as the issue and torch_bench; ResNet
 // is trained at 96 px in the course).
 // clang-format off
 inline constexpr ModelEntry kModelTable[] = {
     //  name         image  batch  lr     epochs
     {"lenet",     {  28,   256,   0.9f,  10}},
-    {"alexnet",   { 224,   128,   0.01f, 10}},
+    {"alexnet",   { 224,   256,   0.01f, 10}},
     {"vgg11",     { 224,   128,   0.05f, 10}},
     {"vgg13",     { 224,   128,   0.05f, 10}},
     {"vgg16",     { 224,   128,   0.05f, 10}},

@@ -57,7 +57,7 @@ TEST_CASE("model names and the course defaults", "[models]") {
   CHECK(l.batch_size == 256);
   CHECK(l.lr == 0.9f);
   CHECK(l.epochs == 10);
-  CHECK(models::defaults("alexnet").batch_size == 128);
+  CHECK(models::defaults("alexnet").batch_size == 256);
   CHECK(models::defaults("alexnet").lr == 0.01f);
   CHECK(models::defaults("vgg16").image_size == 224);
   CHECK(models::defaults("vgg16").lr == 0.05f);
