@@ -98,12 +98,16 @@ fi
 
 # --- 6. OPTIONAL: benchmarks ------------------------------------------------------------
 # Runs when the build succeeded (even after a test failure: the timings are
-# still worth having), the bench subcommand exists and time is left; its
-# result is reported but never changes the exit status. The bench subcommand belongs to
-# tools/ (another owner): adjust the arguments here when it lands.
-if [[ $BUILT -eq 1 && $(elapsed) -lt 200 && -x "$BUILD/scratchnet" ]] &&
-  "$BUILD/scratchnet" bench --help > /dev/null 2>&1; then
-  timeout $((280 - $(elapsed))) "$BUILD/scratchnet" bench > "$LOGS/bench.log" 2>&1
+# still worth having) and time is left; its result is reported but never
+# changes the exit status. Kept short: the GEMM ceiling rows and one training
+# step per course model. The full side-by-side run is tools/bench_vs_torch.sh.
+if [[ $BUILT -eq 1 && $(elapsed) -lt 200 && -x "$BUILD/scratchnet" ]]; then
+  {
+    timeout $((240 - $(elapsed))) "$BUILD/scratchnet" bench --device cuda --shape gemm:4096,4096,4096 \
+      --repeats 5
+    timeout $((270 - $(elapsed))) "$BUILD/scratchnet" bench --device cuda --mode step \
+      --model lenet,alexnet,vgg11,resnet18 --steps 10 --no-profile
+  } > "$LOGS/bench.log" 2>&1
   note "bench (optional): exit $?, see $LOGS/bench.log"
   if [[ -f .device-deps/reference/torch_bench.py ]] && [[ $(elapsed) -lt 270 ]]; then
     timeout $((290 - $(elapsed))) python3 .device-deps/reference/torch_bench.py \
