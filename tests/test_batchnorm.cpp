@@ -4,8 +4,6 @@
 // statistics sum over m values). Statistics recomputed here in double: the
 // kernel sums in double too, so the float results agree to a few ulps:
 // atol = rtol = 1e-5 * sqrt(m / 16 + 1).
-#include <omp.h>
-
 #include <cmath>
 
 #include "core/autograd.h"
@@ -16,6 +14,7 @@ using namespace scratchnet;
 using scratchnet::testing::check_gradient;
 using scratchnet::testing::random_tensor;
 using scratchnet::testing::require_close;
+using scratchnet::testing::ThreadCount;
 using scratchnet::testing::tolerance_scale;
 
 namespace {
@@ -152,14 +151,12 @@ TEST_CASE("batch_norm results do not depend on the thread count", "[batchnorm]")
   Tensor x = random_tensor({4, 8, 9, 7}, 60, -3.0f, 5.0f);
   Tensor gy = random_tensor(x.shape(), 61);
   auto run_with = [&](int threads) {
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(threads);
+    const ThreadCount thread_count(threads);
     Tensor xi = x.clone();
     xi.set_requires_grad(true);
     Bn bn(8, 62);
     Tensor y = bn(xi, true);
     y.backward(gy);
-    omp_set_num_threads(saved);
     std::vector<std::vector<float>> out{y.to_vector(), xi.grad().to_vector(),
                                         bn.gamma.grad().to_vector(), bn.rvar.to_vector()};
     return out;

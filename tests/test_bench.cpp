@@ -8,7 +8,6 @@
 // validation (|got - want| <= atol + rtol*|want|, atol = rtol =
 // 2e-5*sqrt(K/16 + 1), stated in tools/bench_kernels.cpp); these tests read
 // its verdict. Everything else is exact (shapes, counts, parsed integers).
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -23,6 +22,7 @@
 #include "core/error.h"
 #include "layers/summary.h"
 #include "models/models.h"
+#include "test_files.h"
 #include "tools/bench_modes.h"
 #include "tools/bench_shapes.h"
 #include "tools/bench_timer.h"
@@ -30,39 +30,11 @@
 namespace fs = std::filesystem;
 using namespace scratchnet;
 using namespace scratchnet::tools::bench;
+using scratchnet::testing::run_binary;
+using scratchnet::testing::RunResult;
+using scratchnet::testing::slurp;
 
 namespace {
-
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// Runs `scratchnet <args>`, capturing the exit code and both streams.
-Run run_binary(const std::string& args) {
-  static int counter = 0;
-  const fs::path base =
-      fs::temp_directory_path() /
-      ("scratchnet-bench-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  const std::string out = base.string() + ".out", err = base.string() + ".err";
-  const std::string cmd = std::string("'") + SCRATCHNET_BINARY + "' " + args + " >'" + out +
-                          "' 2>'" + err + "' </dev/null";
-  const int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  fs::remove(out);
-  fs::remove(err);
-  return r;
-}
 
 // The module at a dotted PyTorch path ("vgg_block2.conv1", "2.0.conv3").
 const Module* find_module(const Module& root, const std::string& path) {
@@ -212,7 +184,7 @@ TEST_CASE("bench --shape parser", "[bench]") {
 }
 
 TEST_CASE("bench kernel mode runs on the CPU and prints json rows", "[bench]") {
-  const Run r = run_binary(
+  const RunResult r = run_binary(
       "bench --device cpu --op relu --model alexnet --batch-size 2 --repeats 1 --warmup 0 "
       "--format json");
   INFO("exit " << r.code << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err);
@@ -237,7 +209,7 @@ TEST_CASE("bench kernel mode runs on the CPU and prints json rows", "[bench]") {
 }
 
 TEST_CASE("bench validates GEMM shapes against a double-precision reference", "[bench]") {
-  const Run r = run_binary(
+  const RunResult r = run_binary(
       "bench --device cpu --shape gemm:67,45,301 --shape linear:3,50,20 --repeats 1 --warmup 0 "
       "--format csv");
   INFO("exit " << r.code << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err);
@@ -251,7 +223,7 @@ TEST_CASE("bench validates GEMM shapes against a double-precision reference", "[
 TEST_CASE("bench model-step mode runs a LeNet step on the CPU", "[bench]") {
   const fs::path out =
       fs::temp_directory_path() / ("scratchnet-bench-step-" + std::to_string(::getpid()) + ".json");
-  const Run r = run_binary(
+  const RunResult r = run_binary(
       "bench --model lenet --steps 1 --warmup 1 --batch-size 8 --device cpu "
       "--format json --out '" +
       out.string() + "'");
@@ -279,11 +251,11 @@ TEST_CASE("bench model-step mode runs a LeNet step on the CPU", "[bench]") {
 TEST_CASE("bench rejects bad flags (exit 2) and bad shapes (exit 1)", "[bench]") {
   for (const char* args : {"bench --format xml", "bench --op nosuch", "bench --repeats 0",
                            "bench --model nosuch", "bench --mode sideways"}) {
-    const Run r = run_binary(args);
+    const RunResult r = run_binary(args);
     INFO(args << "\nstderr:\n" << r.err);
     CHECK(r.code == 2);
   }
-  const Run r = run_binary("bench --device cpu --shape conv2d:1,2 --repeats 1 --warmup 0");
+  const RunResult r = run_binary("bench --device cpu --shape conv2d:1,2 --repeats 1 --warmup 0");
   INFO("stderr:\n" << r.err);
   CHECK(r.code == 1);
   CHECK(has(r.err + r.out, "conv2d:1,2"));

@@ -7,69 +7,24 @@
 #include <catch2/catch.hpp>
 
 #include <stb_image_write.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "test_files.h"
 #include "train/data.h"
 
 namespace fs = std::filesystem;
+using scratchnet::testing::run_binary;
+using scratchnet::testing::RunResult;
+using scratchnet::testing::slurp;
+using scratchnet::testing::TempDir;
 
 namespace {
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() /
-           ("scratchnet-cli-" + tag + "-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignore;
-    fs::remove_all(path, ignore);
-  }
-  std::string str(const std::string& sub = "") const { return (path / sub).string(); }
-};
-
-// Runs `scratchnet <args>` and captures its exit code, stdout and stderr.
-Result run(const std::string& args) {
-  static int counter = 0;
-  const fs::path base = fs::temp_directory_path() /
-                        ("scratchnet-cli-io-" + std::to_string(::getpid()) + "-" +
-                         std::to_string(counter++));
-  const std::string out = base.string() + ".out", err = base.string() + ".err";
-  const std::string cmd = std::string("'") + SCRATCHNET_BINARY + "' " + args + " >'" + out +
-                          "' 2>'" + err + "' </dev/null";
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  fs::remove(out);
-  fs::remove(err);
-  INFO("scratchnet " << args << "\nexit " << r.code << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err);
-  return r;
-}
 
 int count_lines(const std::string& s) {
   int n = 0;
@@ -85,13 +40,13 @@ bool has(const std::string& hay, const std::string& needle) {
 
 TEST_CASE("every subcommand has --help and exits 0", "[cli]") {
   for (const char* cmd : {"", "train ", "eval ", "predict ", "summary "}) {
-    const Result r = run(std::string(cmd) + "--help");
+    const RunResult r = run_binary(std::string(cmd) + "--help");
     INFO(cmd << r.out << r.err);
     CHECK(r.code == 0);
     CHECK(has(r.out, "Usage:"));
   }
-  CHECK(has(run("train --help").out, "lenet"));
-  CHECK(has(run("predict --help").out, "--invert"));
+  CHECK(has(run_binary("train --help").out, "lenet"));
+  CHECK(has(run_binary("predict --help").out, "--invert"));
 }
 
 TEST_CASE("bad usage exits 2 with a message", "[cli]") {
@@ -102,7 +57,7 @@ TEST_CASE("bad usage exits 2 with a message", "[cli]") {
         "train --model lenet --frobnicate", "train --model lenet --resize 64",
         "train --model resnet18 --width-divisor 4", "eval --model lenet",
         "predict --model lenet --weights x.safetensors", "summary --model nosuch"}) {
-    const Result r = run(args);
+    const RunResult r = run_binary(args);
     INFO("scratchnet " << args << "\nstdout: " << r.out << "\nstderr: " << r.err);
     CHECK(r.code == 2);
     CHECK(!r.err.empty());
@@ -110,9 +65,9 @@ TEST_CASE("bad usage exits 2 with a message", "[cli]") {
 }
 
 TEST_CASE("a missing data directory exits 1 with one error line", "[cli]") {
-  TempDir tmp("nodata");
-  const Result r = run("train --model lenet --device cpu --data '" + tmp.str("missing") +
-                       "' --out '" + tmp.str("run") + "'");
+  TempDir tmp("cli-nodata");
+  const RunResult r = run_binary("train --model lenet --device cpu --data '" +
+                                 tmp.file("missing") + "' --out '" + tmp.file("run") + "'");
   INFO(r.err);
   CHECK(r.code == 1);
   CHECK(count_lines(r.err) == 1);
@@ -122,11 +77,12 @@ TEST_CASE("a missing data directory exits 1 with one error line", "[cli]") {
 }
 
 TEST_CASE("train, eval, summary and predict work end to end on a small subset", "[cli]") {
-  TempDir tmp("smoke");
-  const std::string run_dir = tmp.str("run");
+  TempDir tmp("cli-smoke");
+  const std::string run_dir = tmp.file("run");
   const std::string data = scratchnet::data::default_data_dir();
-  Result r = run("train --model lenet --epochs 1 --train-limit 512 --test-limit 256 --device cpu "
-                 "--data '" + data + "' --out '" + run_dir + "'");
+  RunResult r = run_binary(
+      "train --model lenet --epochs 1 --train-limit 512 --test-limit 256 --device cpu "
+      "--data '" + data + "' --out '" + run_dir + "'");
   REQUIRE(r.code == 0);
   CHECK(has(r.out, "epoch 1/1"));
   for (const char* f : {"metrics.csv", "config.json", "training_curves.png", "model.safetensors"})
@@ -136,25 +92,25 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
 
   // Resuming keeps the run's settings (the 512-image subset) unless a flag
   // changes them; --epochs counts the epoch already done.
-  r = run("train --model lenet --resume '" + run_dir + "' --epochs 2");
+  r = run_binary("train --model lenet --resume '" + run_dir + "' --epochs 2");
   REQUIRE(r.code == 0);
   CHECK(has(r.out, "epoch 2/2"));
   CHECK(count_lines(slurp(tmp.path / "run" / "metrics.csv")) == 3);
   CHECK(has(slurp(tmp.path / "run" / "config.json"), "\"train_limit\": 512"));
 
   const std::string weights = "'" + run_dir + "/model.safetensors'";
-  r = run("eval --model lenet --device cpu --test-limit 256 --data '" + data + "' --weights " +
-          weights);
+  r = run_binary("eval --model lenet --device cpu --test-limit 256 --data '" + data +
+                 "' --weights " + weights);
   CHECK(r.code == 0);
   CHECK(has(r.out, "on 256 test images"));
   CHECK(has(r.out, "confusion matrix"));
   CHECK(has(r.out, "Ankle boot"));
 
-  r = run("eval --model resnet18 --device cpu --test-limit 256 --weights " + weights);
+  r = run_binary("eval --model resnet18 --device cpu --test-limit 256 --weights " + weights);
   CHECK(r.code == 1);
   CHECK(count_lines(r.err) == 1);
 
-  r = run("summary --model lenet");
+  r = run_binary("summary --model lenet");
   CHECK(r.code == 0);
   CHECK(has(r.out, "61,706"));
   CHECK(has(r.out, "(1, 10)"));
@@ -162,9 +118,9 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
   // A 40x30 grey image (resized to 28x28 by predict), and a text file.
   std::vector<uint8_t> px(40 * 30);
   for (std::size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i * 37) % 256);
-  const std::string png = tmp.str("item.png");
+  const std::string png = tmp.file("item.png");
   REQUIRE(stbi_write_png(png.c_str(), 40, 30, 1, px.data(), 40) != 0);
-  r = run("predict --model lenet --device cpu --weights " + weights + " '" + png + "'");
+  r = run_binary("predict --model lenet --device cpu --weights " + weights + " '" + png + "'");
   CHECK(r.code == 0);
   int classes = 0;
   for (const char* name : scratchnet::data::kClassNames) classes += has(r.out, std::string(name) + " ");
@@ -172,9 +128,9 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
   CHECK(count_lines(r.out) == 4);
   CHECK(has(r.out, "%"));
 
-  const std::string txt = tmp.str("notes.txt");
+  const std::string txt = tmp.file("notes.txt");
   std::ofstream(txt) << "not an image\n";
-  r = run("predict --model lenet --device cpu --weights " + weights + " '" + txt + "'");
+  r = run_binary("predict --model lenet --device cpu --weights " + weights + " '" + txt + "'");
   CHECK(r.code == 1);
   CHECK(count_lines(r.err) == 1);
   CHECK(has(r.err, "notes.txt"));

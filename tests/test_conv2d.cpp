@@ -13,8 +13,6 @@
 //  - hand cases use small integers, exact in float: compared exactly.
 //  - accumulate (+=) checks: atol = rtol = 1e-6; starting from 1 instead of 0
 //    changes only the rounding of the sums (an ulp or two at |value| < 10).
-#include <omp.h>
-
 #include <cmath>
 #include <vector>
 
@@ -23,20 +21,13 @@
 
 using namespace scratchnet;
 using scratchnet::testing::check_gradient;
+using scratchnet::testing::plus_one;
 using scratchnet::testing::random_tensor;
 using scratchnet::testing::require_close;
+using scratchnet::testing::ThreadCount;
 using scratchnet::testing::tolerance_scale;
 
 namespace {
-
-// Sets the OpenMP thread count for a scope.
-struct ThreadCount {
-  int before;
-  explicit ThreadCount(int n) : before(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~ThreadCount() { omp_set_num_threads(before); }
-  ThreadCount(const ThreadCount&) = delete;
-  ThreadCount& operator=(const ThreadCount&) = delete;
-};
 
 std::vector<float> iota(int n, float start = 1.0f) {
   std::vector<float> v(n);
@@ -220,10 +211,6 @@ TEST_CASE("conv2d backward kernels accumulate into their outputs", "[conv2d]") {
   std::vector<float> dx(x.size(), 1.0f), dw(w.size(), 1.0f), db(p.K, 1.0f);
   kernels::conv2d_backward_data_cpu(p, dy.data(), w.data(), dx.data());
   kernels::conv2d_backward_weight_cpu(p, x.data(), dy.data(), dw.data(), db.data());
-  auto plus_one = [](std::vector<float> v) {
-    for (float& e : v) e += 1.0f;
-    return v;
-  };
   require_close(dx, plus_one(dx0), 1e-6, 1e-6, "dx");
   require_close(dw, plus_one(dw0), 1e-6, 1e-6, "dw");
   require_close(db, plus_one(db0), 1e-6, 1e-6, "db");

@@ -4,7 +4,6 @@
 // compared with resize_bilinear of the /255 images: both are float sums of
 // four terms of the same weights, differing only in where the /255 rounds,
 // so atol = rtol = 1e-6 (a few float ulps of values in [0, 1]).
-#include <unistd.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -14,31 +13,17 @@
 #include <set>
 
 #include "core/cuda.h"
+#include "test_files.h"
 #include "test_helpers.h"
 #include "train/data.h"
 
 using namespace scratchnet;
 using namespace scratchnet::data;
 namespace fs = std::filesystem;
+using scratchnet::testing::require_io_error;
+using scratchnet::testing::TempDir;
 
 namespace {
-
-// A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("scratchnet-data-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 void put_be32(std::vector<uint8_t>& out, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<uint8_t>(v >> s));
@@ -78,8 +63,8 @@ void write_gz(const std::string& path, const std::vector<uint8_t>& bytes) {
 }
 
 std::vector<uint8_t> read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+  const std::string bytes = testing::slurp(path);
+  return {bytes.begin(), bytes.end()};
 }
 
 // Random-looking pixels (so gzip has real work to do); pixel 0 of image i is i.
@@ -111,20 +96,6 @@ void write_split(const TempDir& dir, int count, bool gz, const std::string& pref
   }
 }
 
-// The call must throw IoError whose message names `file` and contains `problem`.
-template <typename F>
-void require_io_error(F&& f, const std::string& file, const std::string& problem) {
-  try {
-    f();
-    FAIL("expected an IoError about " << problem << " in " << file);
-  } catch (const IoError& e) {
-    const std::string msg = e.what();
-    INFO("message: " << msg);
-    CHECK(msg.find(file) != std::string::npos);
-    CHECK(msg.find(problem) != std::string::npos);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("class names follow Fashion-MNIST's label order", "[data]") {
@@ -134,7 +105,7 @@ TEST_CASE("class names follow Fashion-MNIST's label order", "[data]") {
 }
 
 TEST_CASE("IDX images and labels read the same raw and gzip-compressed", "[data][idx]") {
-  TempDir dir;
+  TempDir dir("data");
   const auto pixels = test_pixels(5, 3, 4);
   const auto labels = test_labels(5);
   for (bool gz : {false, true}) {
@@ -151,101 +122,102 @@ TEST_CASE("IDX images and labels read the same raw and gzip-compressed", "[data]
 }
 
 TEST_CASE("broken IDX files give an IoError naming the file and the problem", "[data][idx]") {
-  TempDir dir;
+  TempDir dir("data");
   const auto pixels = test_pixels(6, 28, 28);
   const auto good = images_bytes(6, 28, 28, pixels);
   const std::string p = dir.file("images-idx3-ubyte"), pgz = dir.file("images-idx3-ubyte.gz");
 
   SECTION("missing file") {
-    require_io_error([&] { read_idx_images(dir.file("nope")); }, dir.file("nope"), "no such file");
+    require_io_error([&] { read_idx_images(dir.file("nope")); },
+                     {dir.file("nope"), "no such file"});
   }
   SECTION("empty file") {
     write_raw(p, {});
-    require_io_error([&] { read_idx_images(p); }, p, "truncated");
+    require_io_error([&] { read_idx_images(p); }, {p, "truncated"});
   }
   SECTION("truncated raw file") {
     write_raw(p, std::vector<uint8_t>(good.begin(), good.end() - 10));
-    require_io_error([&] { read_idx_images(p); }, p, "truncated");
+    require_io_error([&] { read_idx_images(p); }, {p, "truncated"});
   }
   SECTION("truncated inside the header") {
     write_raw(p, std::vector<uint8_t>(good.begin(), good.begin() + 10));
-    require_io_error([&] { read_idx_images(p); }, p, "truncated");
+    require_io_error([&] { read_idx_images(p); }, {p, "truncated"});
   }
   SECTION("trailing garbage") {
     auto bytes = good;
     bytes.push_back(7);
     write_raw(p, bytes);
-    require_io_error([&] { read_idx_images(p); }, p, "trailing garbage");
+    require_io_error([&] { read_idx_images(p); }, {p, "trailing garbage"});
   }
   SECTION("bad magic: a labels file where images are expected") {
     write_raw(p, images_bytes(6, 28, 28, pixels, 2049));
-    require_io_error([&] { read_idx_images(p); }, p, "magic");
+    require_io_error([&] { read_idx_images(p); }, {p, "magic"});
   }
   SECTION("bad magic: little-endian header") {
     write_raw(p, images_bytes(6, 28, 28, pixels, 0x03080000u));
-    require_io_error([&] { read_idx_images(p); }, p, "magic");
+    require_io_error([&] { read_idx_images(p); }, {p, "magic"});
   }
   SECTION("insane dimensions") {
     write_raw(p, images_bytes(6, 0, 28, {}));
-    require_io_error([&] { read_idx_images(p); }, p, "image size 0x28");
+    require_io_error([&] { read_idx_images(p); }, {p, "image size 0x28"});
     write_raw(p, images_bytes(6, 28, 5000, {}));
-    require_io_error([&] { read_idx_images(p); }, p, "image size 28x5000");
+    require_io_error([&] { read_idx_images(p); }, {p, "image size 28x5000"});
   }
   SECTION("a header claiming more data than can exist fails before allocating it") {
     write_raw(p, images_bytes(0x7fffffffu, 28, 28, {}));
-    require_io_error([&] { read_idx_images(p); }, p, "more than the engine indexes");
+    require_io_error([&] { read_idx_images(p); }, {p, "more than the engine indexes"});
     write_raw(p, images_bytes(2000000, 28, 28, pixels));  // 1.5 GB claimed, 4.7 KB present
-    require_io_error([&] { read_idx_images(p); }, p, "truncated");
+    require_io_error([&] { read_idx_images(p); }, {p, "truncated"});
   }
   SECTION("zero images") {
     write_raw(p, images_bytes(0, 28, 28, {}));
-    require_io_error([&] { read_idx_images(p); }, p, "0 images");
+    require_io_error([&] { read_idx_images(p); }, {p, "0 images"});
   }
   SECTION("truncated gzip file") {
     write_gz(pgz, good);
     auto gz = read_all(pgz);
     write_raw(pgz, std::vector<uint8_t>(gz.begin(), gz.begin() + gz.size() / 2));
-    require_io_error([&] { read_idx_images(pgz); }, pgz, "truncated");
+    require_io_error([&] { read_idx_images(pgz); }, {pgz, "truncated"});
   }
   SECTION("gzip file missing only its checksum trailer") {
     write_gz(pgz, good);
     auto gz = read_all(pgz);
     write_raw(pgz, std::vector<uint8_t>(gz.begin(), gz.end() - 8));
-    require_io_error([&] { read_idx_images(pgz); }, pgz, "truncated gzip");
+    require_io_error([&] { read_idx_images(pgz); }, {pgz, "truncated gzip"});
   }
   SECTION("corrupt gzip bytes") {
     write_gz(pgz, good);
     auto gz = read_all(pgz);
     for (std::size_t i = gz.size() / 3; i < gz.size() / 3 + 16; ++i) gz[i] ^= 0x5a;
     write_raw(pgz, gz);
-    require_io_error([&] { read_idx_images(pgz); }, pgz, "gzip");
+    require_io_error([&] { read_idx_images(pgz); }, {pgz, "gzip"});
   }
   SECTION("corrupt gzip checksum") {
     write_gz(pgz, good);
     auto gz = read_all(pgz);
     gz[gz.size() - 6] ^= 0xff;  // inside the CRC-32 of the trailer
     write_raw(pgz, gz);
-    require_io_error([&] { read_idx_images(pgz); }, pgz, "corrupt gzip");
+    require_io_error([&] { read_idx_images(pgz); }, {pgz, "corrupt gzip"});
   }
   SECTION("a .gz name on a raw file") {
     write_raw(pgz, good);
-    require_io_error([&] { read_idx_images(pgz); }, pgz, "not gzip");
+    require_io_error([&] { read_idx_images(pgz); }, {pgz, "not gzip"});
   }
   SECTION("a label outside 0..9") {
     auto labels = test_labels(6);
     labels[4] = 12;
     write_gz(pgz, labels_bytes(labels));
-    require_io_error([&] { read_idx_labels(pgz); }, pgz, "label 12 at index 4");
+    require_io_error([&] { read_idx_labels(pgz); }, {pgz, "label 12 at index 4"});
   }
   SECTION("an images file given as labels") {
     write_raw(p, good);
-    require_io_error([&] { read_idx_labels(p); }, p, "magic");
+    require_io_error([&] { read_idx_labels(p); }, {p, "magic"});
   }
 }
 
 TEST_CASE("load_split finds the files, checks them against each other, and limits",
           "[data][split]") {
-  TempDir dir;
+  TempDir dir("data");
   SECTION("gzip files, all and limited") {
     write_split(dir, 7, true);
     const Split all = load_split(dir.path.string(), true, Device::cpu());
@@ -269,16 +241,16 @@ TEST_CASE("load_split finds the files, checks them against each other, and limit
   }
   SECTION("missing files name the directory and where to get them") {
     write_split(dir, 4, false, "t10k");
-    require_io_error([&] { load_split(dir.path.string(), true, Device::cpu()); }, dir.path.string(),
-                     "dataset-fashion-mnist");
+    require_io_error([&] { load_split(dir.path.string(), true, Device::cpu()); },
+                     {dir.path.string(), "dataset-fashion-mnist"});
     require_io_error([&] { load_split(dir.file("absent"), true, Device::cpu()); },
-                     dir.file("absent"), "does not exist");
+                     {dir.file("absent"), "does not exist"});
   }
   SECTION("images and labels counts differ") {
     write_split(dir, 5, true);
     write_gz(dir.file("train-labels-idx1-ubyte.gz"), labels_bytes(test_labels(4)));
     require_io_error([&] { load_split(dir.path.string(), true, Device::cpu()); },
-                     dir.file("train-labels-idx1-ubyte.gz"), "5 images but");
+                     {dir.file("train-labels-idx1-ubyte.gz"), "5 images but"});
   }
 }
 
@@ -324,7 +296,7 @@ std::vector<int> epoch_indices(const Loader& loader, int count) {
 }  // namespace
 
 TEST_CASE("Loader covers every example once per epoch, shuffled reproducibly", "[data][loader]") {
-  TempDir dir;
+  TempDir dir("data");
   write_split(dir, 10, true);
   const Split split = load_split(dir.path.string(), true, Device::cpu());
 
@@ -358,7 +330,7 @@ TEST_CASE("Loader covers every example once per epoch, shuffled reproducibly", "
 }
 
 TEST_CASE("Loader batches equal resize_bilinear of the /255 images", "[data][loader]") {
-  TempDir dir;
+  TempDir dir("data");
   write_split(dir, 5, false);
   const Split split = load_split(dir.path.string(), true, Device::cpu());
   const auto px = test_pixels(5, 28, 28);
@@ -382,7 +354,7 @@ TEST_CASE("Loader batches equal resize_bilinear of the /255 images", "[data][loa
 }
 
 TEST_CASE("Loader on the GPU matches the CPU loader", "[data][loader][cuda]") {
-  TempDir dir;
+  TempDir dir("data");
   write_split(dir, 37, true);
   const Split cpu = load_split(dir.path.string(), true, Device::cpu());
   const Split gpu = load_split(dir.path.string(), true, Device::cuda());

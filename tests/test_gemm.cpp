@@ -8,8 +8,6 @@
 // reduction those errors add up like a random walk (~sqrt(K) terms of size
 // ~sqrt(K)/3), so the bound keeps a ~10x margin at every K tested and grows
 // at the rate the error does.
-#include <omp.h>
-
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -19,18 +17,10 @@
 
 using namespace scratchnet;
 using scratchnet::testing::require_close;
+using scratchnet::testing::ThreadCount;
 using scratchnet::testing::tolerance_scale;
 
 namespace {
-
-// Sets the OpenMP thread count for a scope.
-struct ThreadCount {
-  int before;
-  explicit ThreadCount(int n) : before(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~ThreadCount() { omp_set_num_threads(before); }
-  ThreadCount(const ThreadCount&) = delete;
-  ThreadCount& operator=(const ThreadCount&) = delete;
-};
 
 std::vector<float> random_vec(std::size_t n, uint64_t seed) {
   Generator g(seed);

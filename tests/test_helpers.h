@@ -1,5 +1,7 @@
 // Shared by the tests: deterministic random tensors, closeness with the
-// stated tolerance rule, and a central finite-difference gradient checker.
+// stated tolerance rule, a central finite-difference gradient checker, and
+// small helpers (an OpenMP thread count for a scope, v + 1 elementwise, an
+// expected IoError).
 //
 // Tolerance rule (used by every comparison in this suite):
 //   |got - want| <= atol + rtol * |want|
@@ -11,12 +13,14 @@
 // by 1/h in the difference quotient).
 #pragma once
 #include <catch2/catch.hpp>
+#include <omp.h>
 
 #include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/ops.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -28,6 +32,38 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f,
                             Device device = Device::cpu()) {
   Generator g(seed);
   return Tensor::from_vector(g.uniform(shape_numel(shape), lo, hi), shape, device);
+}
+
+// Sets the OpenMP thread count for a scope.
+struct ThreadCount {
+  int before;
+  explicit ThreadCount(int n) : before(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~ThreadCount() { omp_set_num_threads(before); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+};
+
+// Every element plus one: what a kernel that accumulates (+=) into outputs
+// that start at 1 must give, given its results from outputs that start at 0.
+inline std::vector<float> plus_one(std::vector<float> v) {
+  for (float& e : v) e += 1.0f;
+  return v;
+}
+
+// Runs f, which must throw an IoError whose message contains every needle
+// (e.g. the file's path and the problem).
+template <typename F>
+void require_io_error(F&& f, const std::vector<std::string>& needles) {
+  try {
+    f();
+    std::string all;
+    for (const auto& n : needles) all += (all.empty() ? "" : ", ") + n;
+    FAIL("expected an IoError mentioning " << all);
+  } catch (const IoError& e) {
+    const std::string msg = e.what();
+    INFO("message: " << msg);
+    for (const auto& n : needles) CHECK(msg.find(n) != std::string::npos);
+  }
 }
 
 inline double tolerance_scale(int64_t reduction_length) {

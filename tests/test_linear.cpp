@@ -18,6 +18,7 @@
 
 using namespace scratchnet;
 using scratchnet::testing::check_gradient;
+using scratchnet::testing::plus_one;
 using scratchnet::testing::random_tensor;
 using scratchnet::testing::require_close;
 using scratchnet::testing::tolerance_scale;
@@ -111,10 +112,6 @@ TEST_CASE("linear backward kernels accumulate into their outputs", "[linear]") {
   std::vector<float> dx(x.size(), 1.0f), dw(w.size(), 1.0f), db(4, 1.0f);
   kernels::linear_backward_data_cpu(p, dy.data(), w.data(), dx.data());
   kernels::linear_backward_weight_cpu(p, x.data(), dy.data(), dw.data(), db.data());
-  auto plus_one = [](std::vector<float> v) {
-    for (float& e : v) e += 1.0f;
-    return v;
-  };
   require_close(dx, plus_one(dx0), 1e-6, 1e-6, "dx");
   require_close(dw, plus_one(dw0), 1e-6, 1e-6, "dw");
   require_close(db, plus_one(db0), 1e-6, 1e-6, "db");

@@ -2,35 +2,20 @@
 // size, shows the series in their colours, and fails cleanly on a bad path.
 // Pixel checks are exact (no tolerance): the colours are our own constants.
 #include <stb_image.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <set>
 
+#include "test_files.h"
 #include "test_helpers.h"
 #include "train/plot.h"
 
 using namespace scratchnet;
 namespace fs = std::filesystem;
+using scratchnet::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("scratchnet-plot-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 struct Image {
   int w = 0, h = 0;
@@ -61,7 +46,7 @@ const std::vector<plot::Series> kCurves = {
 }  // namespace
 
 TEST_CASE("the training chart is a readable PNG with every series drawn", "[plot]") {
-  TempDir dir;
+  TempDir dir("plot");
   const std::string path = dir.file("curves.png");
   plot::write_line_chart(path, kCurves, "epoch", "lenet on Fashion-MNIST");
   CHECK_FALSE(fs::exists(path + ".tmp"));
@@ -87,7 +72,7 @@ TEST_CASE("the training chart is a readable PNG with every series drawn", "[plot
 }
 
 TEST_CASE("the chart copes with missing values and flat or empty series", "[plot]") {
-  TempDir dir;
+  TempDir dir("plot");
   const std::string path = dir.file("odd.png");
   const double nan = std::nan("");
   plot::write_line_chart(path, {{"all missing", {nan, nan}}, {"flat", {0.5, 0.5, 0.5}}}, "epoch",
@@ -100,7 +85,7 @@ TEST_CASE("the chart copes with missing values and flat or empty series", "[plot
 }
 
 TEST_CASE("the chart reports bad paths and empty input", "[plot]") {
-  TempDir dir;
+  TempDir dir("plot");
   const std::string bad = dir.file("missing-dir/curves.png");
   try {
     plot::write_line_chart(bad, kCurves, "epoch", "t");

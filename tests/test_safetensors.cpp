@@ -4,8 +4,6 @@
 // so every comparison is exact (tolerance 0).
 // The PyTorch interop check lives in tests/torch_interop.py; it runs the
 // hidden test "[torch-interop]" below.
-#include <unistd.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -13,34 +11,17 @@
 #include <nlohmann/json.hpp>
 
 #include "core/cuda.h"
+#include "test_files.h"
 #include "test_helpers.h"
 #include "train/safetensors.h"
 
 using namespace scratchnet;
 namespace fs = std::filesystem;
+using scratchnet::testing::require_io_error;
+using scratchnet::testing::slurp;
+using scratchnet::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("scratchnet-st-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
 
 void write_all(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary);
@@ -123,23 +104,11 @@ void require_same_state(const Module& a, const Module& b) {
   }
 }
 
-template <typename F>
-void require_io_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    FAIL("expected an IoError mentioning " << needles.front());
-  } catch (const IoError& e) {
-    const std::string msg = e.what();
-    INFO("message: " << msg);
-    for (const auto& n : needles) CHECK(msg.find(n) != std::string::npos);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("safetensors round trip keeps names, order, dtypes, bytes and metadata",
           "[safetensors]") {
-  TempDir dir;
+  TempDir dir("st");
   const std::string path = dir.file("ckpt.safetensors");
   const std::vector<NamedTensor> tensors = {
       {"w", testing::random_tensor({2, 3}, 1)},
@@ -164,7 +133,7 @@ TEST_CASE("safetensors round trip keeps names, order, dtypes, bytes and metadata
   }
 
   // The layout itself: an 8-aligned header, tensors packed in order from 0.
-  const std::string raw = read_all(path);
+  const std::string raw = slurp(path);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(raw[i]);
   CHECK(n % 8 == 0);
@@ -187,7 +156,7 @@ TEST_CASE("safetensors round trip keeps names, order, dtypes, bytes and metadata
 }
 
 TEST_CASE("safetensors reads a file written by hand to the format", "[safetensors]") {
-  TempDir dir;
+  TempDir dir("st");
   const std::string path = dir.file("hand.safetensors");
   const std::vector<float> a = {1.0f, -2.5f, 3.25f, 0.0f};
   const std::vector<int64_t> b = {42};
@@ -204,7 +173,7 @@ TEST_CASE("safetensors reads a file written by hand to the format", "[safetensor
 }
 
 TEST_CASE("safetensors save rejects what it cannot write", "[safetensors]") {
-  TempDir dir;
+  TempDir dir("st");
   require_io_error([&] { safetensors::save(dir.file("no/such/dir/x.safetensors"), {}); },
                    {dir.file("no/such/dir/x.safetensors")});
   CHECK_THROWS_AS(safetensors::save(dir.file("a"), {{"x", Tensor()}}), ValueError);
@@ -219,7 +188,7 @@ TEST_CASE("safetensors save rejects what it cannot write", "[safetensors]") {
 
 TEST_CASE("malformed safetensors files give an IoError naming the file and the problem",
           "[safetensors]") {
-  TempDir dir;
+  TempDir dir("st");
   const std::string p = dir.file("bad.safetensors");
   const std::string data(24, '\0');
   const auto entry = [](const std::string& dtype, const std::string& shape,
@@ -246,7 +215,7 @@ TEST_CASE("malformed safetensors files give an IoError naming the file and the p
   }
   SECTION("a huge header length") {
     write_all(p, make_file("", "") + std::string(16, ' '));
-    std::string f = read_all(p);
+    std::string f = slurp(p);
     f[5] = 1;  // 2^40
     write_all(p, f);
     require_io_error([&] { safetensors::load(p); }, {p, "runs past the end"});
@@ -304,7 +273,7 @@ TEST_CASE("malformed safetensors files give an IoError naming the file and the p
 }
 
 TEST_CASE("load_into restores a module's state_dict strictly", "[safetensors][module]") {
-  TempDir dir;
+  TempDir dir("st");
   const std::string path = dir.file("tiny.safetensors");
   Tiny saved(1);
   safetensors::save(path, saved.state_dict(), {{"model", "tiny"}});
@@ -360,7 +329,7 @@ TEST_CASE("load_into restores a module's state_dict strictly", "[safetensors][mo
 
 TEST_CASE("checkpoints save from and load into a module on the GPU",
           "[safetensors][module][cuda]") {
-  TempDir dir;
+  TempDir dir("st");
   const std::string path = dir.file("gpu.safetensors");
   Tiny a(5);
   a.to(Device::cuda());
@@ -382,7 +351,7 @@ TEST_CASE("checkpoints save from and load into a module on the GPU",
 TEST_CASE("a PyTorch-layout state_dict loads, changes and saves back",
           "[safetensors][torch-interop]") {
   const char* env = std::getenv("SCRATCHNET_INTEROP_DIR");
-  TempDir tmp;
+  TempDir tmp("st");
   const std::string dir = env && *env ? std::string(env) : tmp.path.string();
   const std::string in = dir + "/torch.safetensors", out = dir + "/scratchnet.safetensors";
   const std::vector<std::pair<std::string, Shape>> keys = {

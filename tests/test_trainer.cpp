@@ -13,8 +13,6 @@
 // downloaded data and finish in seconds.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cstdint>
 #include <map>
 
@@ -24,6 +22,7 @@
 #include <sstream>
 
 #include "core/ops.h"
+#include "test_files.h"
 #include "test_helpers.h"
 #include "train/metrics.h"
 #include "train/data.h"
@@ -34,6 +33,7 @@
 namespace fs = std::filesystem;
 using namespace scratchnet;
 using scratchnet::testing::random_tensor;
+using scratchnet::testing::TempDir;
 using scratchnet::testing::require_close;
 
 namespace {
@@ -48,23 +48,6 @@ class TwoParams : public Module {
   Tensor forward(const Tensor& x) override { return x; }
   std::string describe() const override { return "TwoParams()"; }
   Tensor a, b;
-};
-
-// A fresh directory under the system temp dir, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() /
-           ("scratchnet-" + tag + "-" + std::to_string(::getpid()) + "-" +
-            std::to_string(reinterpret_cast<std::uintptr_t>(this)));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignore;
-    fs::remove_all(path, ignore);
-  }
-  std::string str(const std::string& sub = "") const { return (path / sub).string(); }
 };
 
 void put_u32(std::ofstream& f, uint32_t v) {
@@ -212,7 +195,7 @@ void check_resume_equivalence(const train::TrainConfig& base, const TempDir& spl
   TempDir full("full");
   std::ostringstream log;
   auto straight = base;
-  straight.out_dir = full.str();
+  straight.out_dir = full.file();
   train::Trainer a(straight, log, false);
   const auto rows_a = a.run();
   REQUIRE(rows_a.size() == 2);
@@ -220,7 +203,7 @@ void check_resume_equivalence(const train::TrainConfig& base, const TempDir& spl
   CHECK(rows_a[1].train_loss != rows_a[0].train_loss);
 
   auto one = base;
-  one.out_dir = split.str();
+  one.out_dir = split.file();
   one.epochs = 1;
   {
     train::Trainer b(one, log, false);
@@ -229,12 +212,12 @@ void check_resume_equivalence(const train::TrainConfig& base, const TempDir& spl
   for (const char* f : {"metrics.csv", "config.json", "training_curves.png", "model.safetensors",
                         "train_state.safetensors"})
     CHECK(fs::exists(split.path / f));
-  const auto after_one = safetensors::load(split.str("model.safetensors"));
+  const auto after_one = safetensors::load(split.file("model.safetensors"));
   CHECK(after_one.metadata.at("epoch") == "1");
 
   auto more = base;
   more.out_dir = "";
-  more.resume = split.str();
+  more.resume = split.file();
   more.seed = 12345;  // ignored: the saved generator state wins
   train::Trainer c(more, log, false);
   CHECK(c.start_epoch() == 2);
@@ -264,17 +247,17 @@ TEST_CASE("a resumed CPU run equals an uninterrupted one; checkpoints after each
           "[trainer]") {
   SyntheticData data;
   TempDir split("split");
-  check_resume_equivalence(small_config(data.dir.str(), ""), split, "net.0.weight");
+  check_resume_equivalence(small_config(data.dir.file(), ""), split, "net.0.weight");
 
-  const auto file = safetensors::load(split.str("model.safetensors"));
+  const auto file = safetensors::load(split.file("model.safetensors"));
   CHECK(file.metadata.at("epoch") == "2");
   CHECK(file.metadata.at("format") == "pt");
   CHECK(file.metadata.at("model") == "lenet");
-  const auto state = safetensors::load(split.str("train_state.safetensors"));
+  const auto state = safetensors::load(split.file("train_state.safetensors"));
   CHECK(state.metadata.at("epoch") == "2");
   CHECK(state.metadata.at("steps") == "16");  // 2 epochs of 512 / 64
   CHECK(state.tensors.front().name == "momentum_buffer.net.0.weight");
-  std::ifstream csv(split.str("metrics.csv"));
+  std::ifstream csv(split.file("metrics.csv"));
   std::string line;
   int lines = 0;
   while (std::getline(csv, line)) ++lines;
@@ -287,7 +270,7 @@ TEST_CASE("a resumed CPU run equals an uninterrupted one; checkpoints after each
 TEST_CASE("resume equivalence holds with dropout (vgg11, width / 8)", "[trainer]") {
   SyntheticData data;
   TempDir split("split-vgg");
-  auto c = small_config(data.dir.str(), "");
+  auto c = small_config(data.dir.file(), "");
   c.model = "vgg11";
   c.width_divisor = 8;
   c.image_size = 224;
@@ -303,16 +286,16 @@ TEST_CASE("a diverging loss stops training naming epoch and batch; the last chec
   SyntheticData data;
   TempDir out("nan");
   std::ostringstream log;
-  auto c = small_config(data.dir.str(), out.str());
+  auto c = small_config(data.dir.file(), out.file());
   c.epochs = 1;
   {
     train::Trainer t(c, log, false);
     t.run();
   }
-  const auto before = safetensors::load(out.str("model.safetensors"));
+  const auto before = safetensors::load(out.file("model.safetensors"));
 
   c.epochs = 2;
-  c.resume = out.str();
+  c.resume = out.file();
   c.lr = 1e30f;
   train::Trainer t(c, log, false);
   try {
@@ -324,7 +307,7 @@ TEST_CASE("a diverging loss stops training naming epoch and batch; the last chec
     CHECK(msg.find("epoch 2, batch ") != std::string::npos);
     CHECK(msg.find("checkpoint of epoch 1") != std::string::npos);
   }
-  const auto after = safetensors::load(out.str("model.safetensors"));
+  const auto after = safetensors::load(out.file("model.safetensors"));
   CHECK(after.metadata.at("epoch") == "1");
   REQUIRE(after.tensors.size() == before.tensors.size());
   for (std::size_t i = 0; i < after.tensors.size(); ++i)
@@ -336,13 +319,13 @@ TEST_CASE("trainer setup errors name the problem", "[trainer]") {
   SyntheticData data;
   TempDir out("bad");
   std::ostringstream log;
-  auto c = small_config(data.dir.str(), out.str());
-  c.data_dir = out.str("no-such-dir");
+  auto c = small_config(data.dir.file(), out.file());
+  c.data_dir = out.file("no-such-dir");
   CHECK_THROWS_AS(train::Trainer(c, log, false), IoError);
-  c = small_config(data.dir.str(), out.str());
-  c.resume = out.str();  // holds no checkpoint
+  c = small_config(data.dir.file(), out.file());
+  c.resume = out.file();  // holds no checkpoint
   CHECK_THROWS_AS(train::Trainer(c, log, false), IoError);
-  c = small_config(data.dir.str(), out.str());
+  c = small_config(data.dir.file(), out.file());
   c.epochs = 0;
   CHECK_THROWS_AS(train::Trainer(c, log, false), ValueError);
 }
@@ -361,7 +344,7 @@ TEST_CASE("LeNet learns Fashion-MNIST in 5 epochs on the CPU", "[trainer][slow]"
   c.lr = 0.9f;
   c.device = "cpu";
   c.data_dir = data::default_data_dir();
-  c.out_dir = out.str();
+  c.out_dir = out.file();
   train::Trainer t(c, log, false);
   const auto rows = t.run();
   INFO(log.str());

@@ -102,6 +102,15 @@ void check_model_args(const std::string& model, int image_size, int width_diviso
   }
 }
 
+void add_checkpoint_size_options(CLI::App& cmd, int& image_size, int& width_divisor) {
+  cmd.add_option("--resize", image_size,
+                 "Input size (default: the one recorded in the checkpoint, else the model's)")
+      ->check(positive());
+  cmd.add_option("--width-divisor", width_divisor,
+                 "Channel divisor the model was trained with (default: from the checkpoint)")
+      ->check(positive());
+}
+
 LoadedModel load_trained_model(const std::string& model_name, const std::string& weights,
                                int image_size, int width_divisor, Device device) {
   const safetensors::File file = safetensors::load(weights);

@@ -41,6 +41,11 @@ CLI::Validator non_negative();
 // width_divisor != 1 for a model that has no such knob (only VGG has).
 void check_model_args(const std::string& model, int image_size, int width_divisor);
 
+// --resize and --width-divisor for a command that runs trained weights (eval,
+// predict). Both stay 0 unless given: load_trained_model then takes them from
+// the checkpoint.
+void add_checkpoint_size_options(CLI::App& cmd, int& image_size, int& width_divisor);
+
 // A model with trained weights, ready for inference on `device`.
 struct LoadedModel {
   std::unique_ptr<Generator> gen;  // outlives the model (dropout layers point at it)

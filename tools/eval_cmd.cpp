@@ -70,12 +70,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--data", a->data_dir,
                   "Directory with the Fashion-MNIST IDX files (default: $SCRATCHNET_DATA, else "
                   "/usr/share/datasets/fashion-mnist)");
-  cmd->add_option("--resize", a->image_size,
-                  "Input size (default: the one recorded in the checkpoint, else the model's)")
-      ->check(positive());
-  cmd->add_option("--width-divisor", a->width_divisor,
-                  "Channel divisor the model was trained with (default: from the checkpoint)")
-      ->check(positive());
+  add_checkpoint_size_options(*cmd, a->image_size, a->width_divisor);
   cmd->add_option("--batch-size,-b", a->batch_size, "Examples per forward pass")
       ->check(positive())
       ->capture_default_str();

@@ -63,12 +63,7 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--device", a->device, "Where to run")
       ->check(device_validator())
       ->capture_default_str();
-  cmd->add_option("--resize", a->image_size,
-                  "Input size (default: the one recorded in the checkpoint, else the model's)")
-      ->check(positive());
-  cmd->add_option("--width-divisor", a->width_divisor,
-                  "Channel divisor the model was trained with (default: from the checkpoint)")
-      ->check(positive());
+  add_checkpoint_size_options(*cmd, a->image_size, a->width_divisor);
   cmd->add_flag("--invert", a->invert, "Use 1 - x: for dark items on a light background");
   cmd->callback([a] {
     const Device device = parse_device(a->device);
