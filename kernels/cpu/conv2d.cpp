@@ -23,12 +23,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <exception>
-#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 
 namespace scratchnet::kernels {
@@ -57,33 +56,6 @@ float* grow(std::vector<float>& v, std::size_t n) {
   }
   return v.data();
 }
-
-// An exception must not leave an OpenMP region (the runtime would terminate
-// the program): each thread's body runs under run(), the first error is kept
-// and rethrown by the calling thread once the region is over.
-class RegionErrors {
- public:
-  template <typename F>
-  void run(F&& body) noexcept {
-    try {
-      body();
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!first_) first_ = std::current_exception();
-    }
-  }
-  bool failed() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return first_ != nullptr;
-  }
-  void rethrow() {
-    if (first_) std::rethrow_exception(first_);
-  }
-
- private:
-  std::mutex mutex_;
-  std::exception_ptr first_;
-};
 
 bool is_pointwise(const Conv2dParams& p) {
   return p.R == 1 && p.S == 1 && p.stride == 1 && p.pad == 0;

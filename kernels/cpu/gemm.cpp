@@ -27,7 +27,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <exception>
 #include <string>
 #include <vector>
 
@@ -35,6 +34,7 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 
 namespace scratchnet::kernels {
@@ -274,20 +274,15 @@ void gemm_cpu(const GemmParams& p, const float* A, const float* B, float* C) {
     }
     return;
   }
-  // An exception must not leave the OpenMP region (that terminates the
-  // program): the first one (a failed scratch allocation) is rethrown after it.
-  std::exception_ptr error;
+  RegionErrors errors;  // a failed scratch allocation must not escape the region
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int t = 0; t < tiles; ++t) {
-    try {
+    errors.run([&] {
       const int i0 = (t / n_tiles) * MC, j0 = (t % n_tiles) * nc;
       gemm_tile(p, A, B, C, i0, std::min(MC, p.M - i0), j0, std::min(nc, p.N - j0));
-    } catch (...) {
-#pragma omp critical(scratchnet_gemm_error)
-      if (!error) error = std::current_exception();
-    }
+    });
   }
-  if (error) std::rethrow_exception(error);
+  errors.rethrow();
 }
 
 }  // namespace scratchnet::kernels
