@@ -14,12 +14,10 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "train/atomic_file.h"
 #include "tools/bench_modes.h"
 
-#if __has_include("models/models.h")
 #include "models/models.h"
-#define SN_BENCH_HAVE_MODELS 1
-#endif
 
 namespace scratchnet::tools {
 
@@ -119,10 +117,8 @@ struct BenchFlags {
 std::vector<std::string> model_choices() {
   std::vector<std::string> v = {"all"};
   for (const auto& m : bench::bench_models()) v.push_back(m.name);
-#ifdef SN_BENCH_HAVE_MODELS
   for (const auto& m : models::names())
     if (std::find(v.begin(), v.end(), m) == v.end()) v.push_back(m);
-#endif
   return v;
 }
 
@@ -131,15 +127,7 @@ void write_output(const std::string& text, const std::string& path) {
     std::cout << text << std::flush;
     return;
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw IoError("bench: cannot open '" + tmp + "' for writing (does the folder exist?)");
-    f << text;
-    if (!f.flush()) throw IoError("bench: writing '" + tmp + "' failed (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw IoError("bench: cannot rename '" + tmp + "' to '" + path + "'");
+  write_file_atomically(path, text);
 }
 
 void run(const BenchFlags& f) {

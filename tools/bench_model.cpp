@@ -27,14 +27,9 @@
 #include "tools/bench_modes.h"
 #include "train/optimizer.h"
 
-#if __has_include("models/models.h")
 #include "models/models.h"
-#define SN_BENCH_HAVE_MODELS 1
-#endif
 
 namespace scratchnet::tools::bench {
-
-#ifdef SN_BENCH_HAVE_MODELS
 
 namespace {
 
@@ -237,15 +232,5 @@ StepReport run_step_bench(const StepOptions& o) {
   }
   return r;
 }
-
-#else
-
-StepReport run_step_bench(const StepOptions&) {
-  throw DeviceError(
-      "bench: this build has no models (models/models.h); the model-step mode "
-      "needs them");
-}
-
-#endif
 
 }  // namespace scratchnet::tools::bench

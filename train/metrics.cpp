@@ -9,7 +9,6 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "train/safetensors.h"
 
 namespace scratchnet::train {
 
@@ -56,12 +55,6 @@ std::vector<MetricsRow> metrics_from_json(const std::string& json, const std::st
     throw ValueError(source + ": malformed metrics history (" + e.what() + ")");
   }
   return rows;
-}
-
-void write_file_atomic(const std::string& path, const std::string& content) {
-  AtomicFileWriter w(path);
-  w.write(content.data(), content.size());
-  w.commit();
 }
 
 std::string format_duration(double seconds) {

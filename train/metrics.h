@@ -27,11 +27,6 @@ std::string metrics_to_json(const std::vector<MetricsRow>& rows);
 // Parses metrics_to_json's output; ValueError naming `source` when malformed.
 std::vector<MetricsRow> metrics_from_json(const std::string& json, const std::string& source);
 
-// Writes `content` to `path` through a temporary file in the same directory
-// and a rename, so `path` is always either the old or the new whole file.
-// IoError naming the path on failure.
-void write_file_atomic(const std::string& path, const std::string& content);
-
 // "epoch 3/10  loss 0.5123  train acc 0.8123  test acc 0.8011  4.2 s  14231 img/s"
 std::string epoch_line(const MetricsRow& row, int epochs);
 

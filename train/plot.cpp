@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
-#include "train/safetensors.h"  // AtomicFileWriter
+#include "train/atomic_file.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"

@@ -13,6 +13,7 @@
 #include <ostream>
 
 #include "core/cuda.h"
+#include "train/atomic_file.h"
 #include "train/data.h"
 #include "train/plot.h"
 #include "train/safetensors.h"
@@ -137,7 +138,7 @@ std::string Trainer::config_json() const {
 }
 
 void Trainer::write_config() const {
-  write_file_atomic((fs::path(out_dir_) / "config.json").string(), config_json());
+  write_file_atomically((fs::path(out_dir_) / "config.json").string(), config_json());
 }
 
 TrainConfig saved_config(const std::string& resume_path) {
@@ -194,7 +195,7 @@ void Trainer::write_checkpoint(int epoch) {
                      {"config", config_json()},
                      {"scratchnet_version", SCRATCHNET_VERSION}});
 
-  write_file_atomic((dir / "metrics.csv").string(), metrics_csv(history_));
+  write_file_atomically((dir / "metrics.csv").string(), metrics_csv(history_));
   std::vector<plot::Series> series(3);
   series[0].label = "train loss";
   series[1].label = "train acc";
