@@ -127,8 +127,11 @@ TEST_CASE("pointwise CUDA kernels match the CPU", "[cuda][elementwise]") {
 }
 
 TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda][batchnorm]") {
-  struct Case { int N, C, HW; };
-  std::vector<Case> cases = {{2, 3, 1}, {7, 5, 9}, {1, 4, 49}, {16, 130, 1}};
+  struct Case { int N, C, HW; float lo = 2.0f, hi = 4.0f; };
+  // The last case has a mean 1000x its spread: y must be computed as
+  // (x - mean) * scale + beta, not x * scale + shift (which cancels).
+  std::vector<Case> cases = {{2, 3, 1}, {7, 5, 9}, {1, 4, 49}, {16, 130, 1},
+                             {32, 4, 25, 1000.0f, 1001.0f}};
   if (!small()) {
     cases.push_back({256, 6, 784});  // several chunks per channel
     cases.push_back({64, 64, 196});
@@ -141,7 +144,7 @@ TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda]
     const Shape xs{c.N, c.C, c.HW};
     const double m = double(c.N) * c.HW;
     // Mean far from 0 relative to the spread: catches one-pass variance.
-    Pair x = random_pair(xs, seed += 10, 2.0f, 4.0f);
+    Pair x = random_pair(xs, seed += 10, c.lo, c.hi);
     Pair gamma = random_pair({c.C}, seed + 1, 0.5f, 1.5f), beta = random_pair({c.C}, seed + 2);
     Pair rm = random_pair({c.C}, seed + 3), rv = random_pair({c.C}, seed + 4, 0.5f, 2.0f);
     Tensor ws = workspace(k::batch_norm_workspace_bytes_cuda(p));

@@ -7,10 +7,14 @@
 //      (a fixed tree over its threads) into workspace partial[c][j];
 //   2. one thread per channel adds its chunks j = 0, 1, ... in order.
 // Training forward: SUM pass -> mean; SQDEV pass -> biased var, invstd, running
-// stats, and the per-channel affine (scale, shift); then y = x*scale + shift.
+// stats, and the per-channel scale; then y = (x - mean) * scale + beta.
 // Backward: one pass sums dy and dy*xhat, then dx elementwise.
 // Workspace (batch_norm_workspace_bytes_cuda): doubles partial[C][chunks][2],
-// stat[C][2]; floats scale[C], shift[C].
+// stat[C][2]; floats scale[C].
+// The affine maps subtract the mean first, with the CPU reference's float
+// operations unfused (__f*_rn: nvcc would contract them into an FMA): folding
+// the mean into one shift (x * scale + (beta - mean * scale)) cancels
+// catastrophically when |mean| >> std.
 #include <algorithm>
 
 #include "kernels/batchnorm.h"
@@ -34,7 +38,6 @@ struct Workspace {
   double* partial;  // [C][chunks][2]
   double* stat;     // [C][2]
   float* scale;     // [C]
-  float* shift;     // [C]
 };
 
 Workspace carve(const BatchNormParams& p, void* ws) {
@@ -43,7 +46,6 @@ Workspace carve(const BatchNormParams& p, void* ws) {
   w.partial = static_cast<double*>(ws);
   w.stat = w.partial + C * chunks * 2;
   w.scale = reinterpret_cast<float*>(w.stat + C * 2);
-  w.shift = w.scale + C;
   return w;
 }
 
@@ -114,9 +116,9 @@ __global__ void finalize_mean_kernel(BatchNormParams p, int chunks, const double
 }
 
 __global__ void finalize_var_kernel(BatchNormParams p, int chunks, const double* partial,
-                                    const double* stat, const float* gamma, const float* beta,
-                                    float* save_mean, float* save_invstd, float* running_mean,
-                                    float* running_var, float* scale, float* shift) {
+                                    const double* stat, const float* gamma, float* save_mean,
+                                    float* save_invstd, float* running_mean, float* running_var,
+                                    float* scale) {
   const double m = static_cast<double>(p.N) * p.HW;
   for (int64_t c = global_tid(); c < p.C; c += grid_stride()) {
     double sq, unused;
@@ -131,19 +133,22 @@ __global__ void finalize_var_kernel(BatchNormParams p, int chunks, const double*
         static_cast<float>((1.0 - p.momentum) * running_mean[c] + p.momentum * mean);
     running_var[c] =
         static_cast<float>((1.0 - p.momentum) * running_var[c] + p.momentum * var_unbiased);
-    const double sc = invstd * gamma[c];
-    scale[c] = static_cast<float>(sc);
-    shift[c] = static_cast<float>(beta[c] - mean * sc);
+    scale[c] = static_cast<float>(invstd * gamma[c]);
   }
 }
 
+// y = (x - mean) * scale + beta, rounded as the CPU reference's affine_channel.
+__device__ __forceinline__ float affine(float x, float mean, float scale, float beta) {
+  return __fadd_rn(__fmul_rn(__fsub_rn(x, mean), scale), beta);
+}
+
 __global__ void affine_kernel(BatchNormParams p, const float* __restrict__ x,
-                              const float* __restrict__ scale, const float* __restrict__ shift,
-                              float* __restrict__ y) {
+                              const float* __restrict__ mean, const float* __restrict__ scale,
+                              const float* __restrict__ beta, float* __restrict__ y) {
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.HW;
   for (int64_t i = global_tid(); i < total; i += grid_stride()) {
     const int c = static_cast<int>((i / p.HW) % p.C);
-    y[i] = x[i] * scale[c] + shift[c];
+    y[i] = affine(x[i], mean[c], scale[c], beta[c]);
   }
 }
 
@@ -157,8 +162,7 @@ __global__ void eval_kernel(BatchNormParams p, const float* __restrict__ x,
   for (int64_t i = global_tid(); i < total; i += grid_stride()) {
     const int c = static_cast<int>((i / p.HW) % p.C);
     const double invstd = 1.0 / sqrt(static_cast<double>(rv[c]) + p.eps);
-    const double sc = invstd * gamma[c];
-    y[i] = x[i] * static_cast<float>(sc) + static_cast<float>(beta[c] - rm[c] * sc);
+    y[i] = affine(x[i], rm[c], static_cast<float>(invstd * gamma[c]), beta[c]);
   }
 }
 
@@ -200,7 +204,7 @@ unsigned channel_grid(int C) { return grid_for(C); }
 
 std::size_t batch_norm_workspace_bytes_cuda(const BatchNormParams& p) {
   const std::size_t C = static_cast<std::size_t>(p.C), chunks = chunks_for(p);
-  return (C * chunks * 2 + C * 2) * sizeof(double) + C * 2 * sizeof(float);
+  return (C * chunks * 2 + C * 2) * sizeof(double) + C * sizeof(float);
 }
 
 void batch_norm_forward_train_cuda(const BatchNormParams& p, const float* x, const float* gamma,
@@ -219,11 +223,11 @@ void batch_norm_forward_train_cuda(const BatchNormParams& p, const float* x, con
                                                              nullptr, nullptr, w.partial);
   SN_LAUNCH_CHECK("batch_norm partial_kernel<SqDev>", stream);
   finalize_var_kernel<<<channel_grid(p.C), kThreads, 0, stream>>>(
-      p, chunks, w.partial, w.stat, gamma, beta, save_mean, save_invstd, running_mean,
-      running_var, w.scale, w.shift);
+      p, chunks, w.partial, w.stat, gamma, save_mean, save_invstd, running_mean, running_var,
+      w.scale);
   SN_LAUNCH_CHECK("batch_norm finalize_var_kernel", stream);
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.HW;
-  affine_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, x, w.scale, w.shift, y);
+  affine_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, x, save_mean, w.scale, beta, y);
   SN_LAUNCH_CHECK("batch_norm affine_kernel", stream);
 }
 
