@@ -10,7 +10,7 @@ namespace scratchnet {
 
 namespace {
 constexpr std::size_t kAlign = 256;
-constexpr std::size_t kSmall = 1 << 20;   // below: round to 512 B
+constexpr std::size_t kSmall = 1 << 20;      // below: round to 512 B
 constexpr std::size_t kLargeStep = 2 << 20;  // above: round to 2 MiB
 
 std::string mib(std::size_t bytes) {
@@ -138,6 +138,8 @@ CachingAllocator& CachingAllocator::of(Device device) {
 Storage::Storage(Device device, std::size_t bytes)
     : device_(device), bytes_(bytes), ptr_(CachingAllocator::of(device).allocate(bytes)) {}
 
-Storage::~Storage() { CachingAllocator::of(device_).deallocate(ptr_); }
+Storage::~Storage() {
+  CachingAllocator::of(device_).deallocate(ptr_);
+}
 
 }  // namespace scratchnet

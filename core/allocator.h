@@ -16,10 +16,10 @@
 namespace scratchnet {
 
 struct AllocatorStats {
-  std::size_t in_use = 0;           // bytes held by live blocks (rounded sizes)
-  std::size_t peak_in_use = 0;      // maximum of in_use since the last reset
-  std::size_t reserved = 0;         // in_use + cached free blocks
-  std::size_t system_allocs = 0;    // calls to cudaMalloc / aligned_alloc so far
+  std::size_t in_use = 0;         // bytes held by live blocks (rounded sizes)
+  std::size_t peak_in_use = 0;    // maximum of in_use since the last reset
+  std::size_t reserved = 0;       // in_use + cached free blocks
+  std::size_t system_allocs = 0;  // calls to cudaMalloc / aligned_alloc so far
   std::size_t cache_hits = 0;
 };
 
@@ -54,8 +54,8 @@ class CachingAllocator {
 
   Device device_;
   mutable std::mutex mu_;
-  std::multimap<std::size_t, void*> free_;           // size -> block
-  std::unordered_map<void*, std::size_t> live_;      // block -> size
+  std::multimap<std::size_t, void*> free_;       // size -> block
+  std::unordered_map<void*, std::size_t> live_;  // block -> size
   AllocatorStats stats_;
 };
 

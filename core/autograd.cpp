@@ -11,10 +11,16 @@ namespace {
 thread_local bool g_grad_enabled = true;
 }
 
-bool grad_enabled() { return g_grad_enabled; }
+bool grad_enabled() {
+  return g_grad_enabled;
+}
 
-NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) {
+  g_grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  g_grad_enabled = previous_;
+}
 
 bool needs_grad(std::initializer_list<const Tensor*> inputs) {
   if (!g_grad_enabled) return false;
@@ -66,7 +72,8 @@ std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>
 
 void run_backward(const Tensor& root, const Tensor& seed) {
   if (!root.requires_grad())
-    throw Error("backward: " + root.str() + " does not require grad (no parameter or input "
+    throw Error("backward: " + root.str() +
+                " does not require grad (no parameter or input "
                 "needing a gradient was used to compute it, or it ran under NoGradGuard)");
   if (seed.shape() != root.shape() || seed.device() != root.device())
     throw ShapeError("backward: seed gradient " + seed.str() + " does not match " + root.str());
@@ -81,7 +88,7 @@ void run_backward(const Tensor& root, const Tensor& seed) {
     return;
   }
 
-  NoGradGuard no_grad;  // backward functions build no graph of their own
+  NoGradGuard no_grad;                      // backward functions build no graph of their own
   std::unordered_map<Node*, Tensor> grads;  // gradient of each node's output
   grads[root.grad_fn().get()] = seed;
   for (const std::shared_ptr<Node>& node_ptr : topological_order(root.grad_fn())) {

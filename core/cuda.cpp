@@ -9,7 +9,9 @@
 
 namespace scratchnet::cuda {
 
-bool compiled() { return true; }
+bool compiled() {
+  return true;
+}
 
 int device_count() {
   static const int count = [] {
@@ -23,11 +25,12 @@ int device_count() {
   return count;
 }
 
-bool available() { return device_count() > 0; }
+bool available() {
+  return device_count() > 0;
+}
 
 static void require_gpu() {
-  if (!available())
-    throw DeviceError("no CUDA GPU is visible to this process; use --device cpu");
+  if (!available()) throw DeviceError("no CUDA GPU is visible to this process; use --device cpu");
 }
 
 std::string device_name(int index) {
@@ -47,7 +50,9 @@ kernels::Stream stream() {
   return s;
 }
 
-void synchronize() { SN_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+void synchronize() {
+  SN_CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
 
 void* malloc_device(std::size_t bytes) {
   require_gpu();
@@ -61,7 +66,9 @@ void* malloc_device(std::size_t bytes) {
   return p;
 }
 
-void free_device(void* p) { SN_CUDA_CHECK(cudaFree(p)); }
+void free_device(void* p) {
+  SN_CUDA_CHECK(cudaFree(p));
+}
 
 void memcpy_h2d(void* dst, const void* src, std::size_t bytes) {
   // From pageable memory the copy is staged before returning, so src may be
@@ -97,19 +104,45 @@ namespace scratchnet::cuda {
   throw DeviceError("this scratchnet was built without CUDA; use --device cpu");
 }
 
-bool compiled() { return false; }
-bool available() { return false; }
-int device_count() { return 0; }
-std::string device_name(int) { no_cuda(); }
-kernels::Stream stream() { no_cuda(); }
-void synchronize() { no_cuda(); }
-void* malloc_device(std::size_t) { no_cuda(); }
-void free_device(void*) { no_cuda(); }
-void memcpy_h2d(void*, const void*, std::size_t) { no_cuda(); }
-void memcpy_d2h(void*, const void*, std::size_t) { no_cuda(); }
-void memcpy_d2d(void*, const void*, std::size_t) { no_cuda(); }
-void memset_zero(void*, std::size_t) { no_cuda(); }
-void mem_info(std::size_t*, std::size_t*) { no_cuda(); }
+bool compiled() {
+  return false;
+}
+bool available() {
+  return false;
+}
+int device_count() {
+  return 0;
+}
+std::string device_name(int) {
+  no_cuda();
+}
+kernels::Stream stream() {
+  no_cuda();
+}
+void synchronize() {
+  no_cuda();
+}
+void* malloc_device(std::size_t) {
+  no_cuda();
+}
+void free_device(void*) {
+  no_cuda();
+}
+void memcpy_h2d(void*, const void*, std::size_t) {
+  no_cuda();
+}
+void memcpy_d2h(void*, const void*, std::size_t) {
+  no_cuda();
+}
+void memcpy_d2d(void*, const void*, std::size_t) {
+  no_cuda();
+}
+void memset_zero(void*, std::size_t) {
+  no_cuda();
+}
+void mem_info(std::size_t*, std::size_t*) {
+  no_cuda();
+}
 
 }  // namespace scratchnet::cuda
 

@@ -12,17 +12,17 @@
 
 namespace scratchnet::cuda {
 
-bool compiled();               // built with CUDA kernels
-bool available();              // compiled and at least one usable GPU
+bool compiled();   // built with CUDA kernels
+bool available();  // compiled and at least one usable GPU
 int device_count();
-std::string device_name(int index = 0);   // "NVIDIA H200", or throws
-kernels::Stream stream();      // the engine's stream (created on first use)
-void synchronize();            // waits for the stream
+std::string device_name(int index = 0);  // "NVIDIA H200", or throws
+kernels::Stream stream();                // the engine's stream (created on first use)
+void synchronize();                      // waits for the stream
 
-void* malloc_device(std::size_t bytes);   // raw cudaMalloc; nullptr when out of memory
+void* malloc_device(std::size_t bytes);  // raw cudaMalloc; nullptr when out of memory
 void free_device(void* p);
-void memcpy_h2d(void* dst, const void* src, std::size_t bytes);   // then stream sync-free
-void memcpy_d2h(void* dst, const void* src, std::size_t bytes);   // waits for the stream
+void memcpy_h2d(void* dst, const void* src, std::size_t bytes);  // then stream sync-free
+void memcpy_d2h(void* dst, const void* src, std::size_t bytes);  // waits for the stream
 void memcpy_d2d(void* dst, const void* src, std::size_t bytes);
 void memset_zero(void* dst, std::size_t bytes);
 // Device memory free/total, for messages.

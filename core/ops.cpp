@@ -61,8 +61,8 @@ void check_same_device(const char* op, std::initializer_list<const Tensor*> ts) 
 }
 
 int as_int(const char* op, const char* what, int64_t v) {
-  if (v > INT32_MAX) throw ShapeError(std::string(op) + ": " + what + " " + std::to_string(v) +
-                                      " is too large");
+  if (v > INT32_MAX)
+    throw ShapeError(std::string(op) + ": " + what + " " + std::to_string(v) + " is too large");
   return static_cast<int>(v);
 }
 
@@ -76,7 +76,9 @@ Tensor or_scratch(const Tensor& g, const Tensor& like) {
   return g.defined() ? g : Tensor::zeros(like.shape(), like.device());
 }
 
-float* ptr_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+float* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<float>() : nullptr;
+}
 
 }  // namespace
 
@@ -268,8 +270,7 @@ Tensor global_avg_pool(const Tensor& x) {
   const int hw = as_int(op, "H*W", x.size(2) * x.size(3));
   Tensor y = Tensor::empty({x.size(0), x.size(1), 1, 1}, x.device());
   if (x.is_cuda()) {
-    SN_GPU(k::global_avg_pool_forward_cuda(planes, hw, x.data<float>(), y.data<float>(),
-                                           stream()));
+    SN_GPU(k::global_avg_pool_forward_cuda(planes, hw, x.data<float>(), y.data<float>(), stream()));
   } else {
     k::global_avg_pool_forward_cpu(planes, hw, x.data<float>(), y.data<float>());
   }
@@ -328,8 +329,7 @@ Tensor sigmoid(const Tensor& x) {
         SN_GPU(k::sigmoid_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
                                         g[0].data<float>(), stream()));
       } else {
-        k::sigmoid_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                g[0].data<float>());
+        k::sigmoid_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(), g[0].data<float>());
       }
     });
   }
@@ -409,17 +409,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                  mean.data<float>(), invstd.data<float>(), running_mean.data<float>(),
                  running_var.data<float>(), ws.data<uint8_t>(), stream()));
     } else {
-      k::batch_norm_forward_train_cpu(p, x.data<float>(), gamma.data<float>(),
-                                      beta.data<float>(), y.data<float>(), mean.data<float>(),
-                                      invstd.data<float>(), running_mean.data<float>(),
-                                      running_var.data<float>());
+      k::batch_norm_forward_train_cpu(p, x.data<float>(), gamma.data<float>(), beta.data<float>(),
+                                      y.data<float>(), mean.data<float>(), invstd.data<float>(),
+                                      running_mean.data<float>(), running_var.data<float>());
     }
   } else {
     if (d.is_cuda()) {
       SN_GPU(k::batch_norm_forward_eval_cuda(p, x.data<float>(), gamma.data<float>(),
                                              beta.data<float>(), running_mean.data<float>(),
-                                             running_var.data<float>(), y.data<float>(),
-                                             stream()));
+                                             running_var.data<float>(), y.data<float>(), stream()));
     } else {
       k::batch_norm_forward_eval_cpu(p, x.data<float>(), gamma.data<float>(), beta.data<float>(),
                                      running_mean.data<float>(), running_var.data<float>(),
@@ -430,8 +428,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
     if (!training) {  // statistics are constants: the running ones
       mean.copy_(running_mean);
       if (d.is_cuda()) {
-        SN_GPU(k::batch_norm_invstd_cuda(p.C, eps, running_var.data<float>(),
-                                         invstd.data<float>(), stream()));
+        SN_GPU(k::batch_norm_invstd_cuda(p.C, eps, running_var.data<float>(), invstd.data<float>(),
+                                         stream()));
       } else {
         k::batch_norm_invstd_cpu(p.C, eps, running_var.data<float>(), invstd.data<float>());
       }
@@ -446,8 +444,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                       k::batch_norm_backward_cuda(
                           p, training, xs.data<float>(), gy.data<float>(), gs.data<float>(),
                           mean.data<float>(), invstd.data<float>(), ptr_or_null(dx),
-                          dgamma.data<float>(), dbeta.data<float>(), ws.data<uint8_t>(),
-                          stream()));
+                          dgamma.data<float>(), dbeta.data<float>(), ws.data<uint8_t>(), stream()));
              } else {
                k::batch_norm_backward_cpu(p, training, xs.data<float>(), gy.data<float>(),
                                           gs.data<float>(), mean.data<float>(),
@@ -482,8 +479,7 @@ Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
         SN_GPU(k::dropout_backward_cuda(gy.numel(), p, seed, offset, gy.data<float>(),
                                         g[0].data<float>(), stream()));
       } else {
-        k::dropout_backward_cpu(gy.numel(), p, seed, offset, gy.data<float>(),
-                                g[0].data<float>());
+        k::dropout_backward_cpu(gy.numel(), p, seed, offset, gy.data<float>(), g[0].data<float>());
       }
     });
   }
@@ -501,8 +497,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   check_shape(labels.ndim() == 1 && labels.size(0) == logits.size(0), op,
               "labels of shape (" + std::to_string(logits.size(0)) + ",)", labels);
   check_same_device(op, {&logits, &labels});
-  const auto p = k::cross_entropy_params(as_int(op, "N", logits.size(0)),
-                                         as_int(op, "C", logits.size(1)));
+  const auto p =
+      k::cross_entropy_params(as_int(op, "N", logits.size(0)), as_int(op, "C", logits.size(1)));
   if (labels.device().is_cpu()) {  // on the GPU a bad label turns the loss into NaN instead
     const int32_t* lab = labels.host<int32_t>();
     for (int i = 0; i < p.N; ++i)
@@ -517,8 +513,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
     SN_GPU(k::softmax_ce_forward_cuda(p, logits.data<float>(), labels.data<int32_t>(),
                                       loss.data<float>(), probs.data<float>(), stream()));
   } else {
-    k::softmax_ce_forward_cpu(p, logits.data<float>(), labels.data<int32_t>(),
-                              loss.data<float>(), probs.data<float>());
+    k::softmax_ce_forward_cpu(p, logits.data<float>(), labels.data<int32_t>(), loss.data<float>(),
+                              probs.data<float>());
   }
   if (needs_grad({&logits})) {
     record(loss, op, {logits},
@@ -526,8 +522,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
              [[maybe_unused]] const char* op = "cross_entropy backward";
              if (gy.is_cuda()) {
                SN_GPU(k::softmax_ce_backward_cuda(p, probs.data<float>(), labs.data<int32_t>(),
-                                                  gy.data<float>(), g[0].data<float>(),
-                                                  stream()));
+                                                  gy.data<float>(), g[0].data<float>(), stream()));
              } else {
                k::softmax_ce_backward_cpu(p, probs.data<float>(), labs.data<int32_t>(),
                                           gy.data<float>(), g[0].data<float>());
@@ -543,9 +538,9 @@ Tensor resize_bilinear(const Tensor& x, int out_h, int out_w) {
   [[maybe_unused]] const char* op = "resize_bilinear";
   check_dtype(op, "input", x, DType::F32);
   check_shape(x.ndim() == 4, op, "input of shape (N, C, H, W)", x);
-  const auto p = k::resize_params(as_int(op, "N", x.size(0)), as_int(op, "C", x.size(1)),
-                                  as_int(op, "H", x.size(2)), as_int(op, "W", x.size(3)), out_h,
-                                  out_w);
+  const auto p =
+      k::resize_params(as_int(op, "N", x.size(0)), as_int(op, "C", x.size(1)),
+                       as_int(op, "H", x.size(2)), as_int(op, "W", x.size(3)), out_h, out_w);
   Tensor y = Tensor::empty({p.N, p.C, p.OH, p.OW}, x.device());
   if (x.is_cuda()) {
     SN_GPU(k::resize_bilinear_forward_cuda(p, x.data<float>(), y.data<float>(), stream()));
@@ -556,8 +551,7 @@ Tensor resize_bilinear(const Tensor& x, int out_h, int out_w) {
     record(y, op, {x}, [p](const Tensor& gy, const std::vector<Tensor>& g) {
       [[maybe_unused]] const char* op = "resize_bilinear backward";
       if (gy.is_cuda()) {
-        SN_GPU(k::resize_bilinear_backward_cuda(p, gy.data<float>(), g[0].data<float>(),
-                                                stream()));
+        SN_GPU(k::resize_bilinear_backward_cuda(p, gy.data<float>(), g[0].data<float>(), stream()));
       } else {
         k::resize_bilinear_backward_cpu(p, gy.data<float>(), g[0].data<float>());
       }
@@ -608,9 +602,9 @@ Tensor resize_gather_u8(const Tensor& images, const Tensor& index, int out_h, in
   check_shape(images.ndim() == 3, op, "images of shape (count, H, W)", images);
   check_shape(index.ndim() == 1, op, "index of shape (B,)", index);
   check_same_device(op, {&images, &index});
-  const auto p = k::resize_params(as_int(op, "B", index.size(0)), 1,
-                                  as_int(op, "H", images.size(1)),
-                                  as_int(op, "W", images.size(2)), out_h, out_w);
+  const auto p =
+      k::resize_params(as_int(op, "B", index.size(0)), 1, as_int(op, "H", images.size(1)),
+                       as_int(op, "W", images.size(2)), out_h, out_w);
   const int count = as_int(op, "count", images.size(0));
   Tensor y = Tensor::empty({p.N, 1, p.OH, p.OW}, images.device());
   if (images.is_cuda()) {
@@ -665,15 +659,16 @@ void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const k::SgdParams
   }
   check_same_device(op, {&param, &grad, &buf});
   if (!(p.lr >= 0.0f) || !std::isfinite(p.lr))
-    throw ValueError("sgd_step: learning rate must be finite and >= 0, got " + std::to_string(p.lr));
+    throw ValueError("sgd_step: learning rate must be finite and >= 0, got " +
+                     std::to_string(p.lr));
   if (!(p.momentum >= 0.0f) || !(p.weight_decay >= 0.0f))
     throw ValueError("sgd_step: momentum and weight decay must be >= 0");
   if (p.nesterov && p.momentum == 0.0f)
     throw ValueError("sgd_step: Nesterov momentum requires momentum > 0");
   float* b = use_buf ? buf.data<float>() : nullptr;
   if (param.is_cuda()) {
-    SN_GPU(k::sgd_step_cuda(param.numel(), p, param.data<float>(), grad.data<float>(), b,
-                            stream()));
+    SN_GPU(
+        k::sgd_step_cuda(param.numel(), p, param.data<float>(), grad.data<float>(), b, stream()));
   } else {
     k::sgd_step_cpu(param.numel(), p, param.data<float>(), grad.data<float>(), b);
   }

@@ -36,7 +36,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
 Tensor resize_bilinear(const Tensor& x, int out_h, int out_w);
 
 // --- no autograd ---
-Tensor argmax(const Tensor& x);                                // (N, C) -> (N) I32
+Tensor argmax(const Tensor& x);                                    // (N, C) -> (N) I32
 Tensor count_correct(const Tensor& logits, const Tensor& labels);  // -> (1) I32 on x's device
 // images (count, H, W) U8, index (B) I32 -> (B, 1, OH, OW) F32 in [0, 1]
 Tensor resize_gather_u8(const Tensor& images, const Tensor& index, int out_h, int out_w);

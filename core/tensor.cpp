@@ -5,28 +5,36 @@
 #include <sstream>
 
 #include "core/autograd.h"
-#include "core/ops.h"
 #include "core/cuda.h"
+#include "core/ops.h"
 #include "kernels/elementwise.h"
 
 namespace scratchnet {
 
 std::size_t dtype_size(DType t) {
   switch (t) {
-    case DType::F32: return 4;
-    case DType::I32: return 4;
-    case DType::U8: return 1;
-    case DType::I64: return 8;
+    case DType::F32:
+      return 4;
+    case DType::I32:
+      return 4;
+    case DType::U8:
+      return 1;
+    case DType::I64:
+      return 8;
   }
   return 0;
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "float32";
-    case DType::I32: return "int32";
-    case DType::U8: return "uint8";
-    case DType::I64: return "int64";
+    case DType::F32:
+      return "float32";
+    case DType::I32:
+      return "int32";
+    case DType::U8:
+      return "uint8";
+    case DType::I64:
+      return "int64";
   }
   return "?";
 }
@@ -83,8 +91,8 @@ Tensor Tensor::full(const Shape& shape, float value, Device device) {
 template <typename T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, Device device) {
   if (static_cast<int64_t>(values.size()) != shape_numel(shape))
-    throw ShapeError("tensor: " + std::to_string(values.size()) +
-                     " values do not fill shape " + shape_str(shape));
+    throw ShapeError("tensor: " + std::to_string(values.size()) + " values do not fill shape " +
+                     shape_str(shape));
   Tensor t = empty(shape, device, dtype_of<T>());
   if (device.is_cpu())
     std::memcpy(t.raw(), values.data(), t.nbytes());
@@ -129,7 +137,9 @@ int64_t Tensor::size(int dim) const {
   return impl_->shape[d];
 }
 
-int64_t Tensor::numel() const { return shape_numel(shape()); }
+int64_t Tensor::numel() const {
+  return shape_numel(shape());
+}
 
 DType Tensor::dtype() const {
   require_defined("dtype");
@@ -163,7 +173,8 @@ T* Tensor::data() const {
 template <typename T>
 T* Tensor::host() const {
   if (is_cuda())
-    throw DeviceError("tensor: host access to " + str() + "; copy it with .to(Device::cpu()) first");
+    throw DeviceError("tensor: host access to " + str() +
+                      "; copy it with .to(Device::cpu()) first");
   return data<T>();
 }
 
@@ -179,9 +190,9 @@ std::vector<T> Tensor::to_vector() const {
   return out;
 }
 
-#define SN_INSTANTIATE(T)                        \
-  template T* Tensor::data<T>() const;           \
-  template T* Tensor::host<T>() const;           \
+#define SN_INSTANTIATE(T)              \
+  template T* Tensor::data<T>() const; \
+  template T* Tensor::host<T>() const; \
   template std::vector<T> Tensor::to_vector<T>() const;
 SN_INSTANTIATE(float)
 SN_INSTANTIATE(int32_t)
@@ -288,7 +299,9 @@ Tensor Tensor::detach() const {
 
 // --- autograd plumbing ------------------------------------------------------------
 
-bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
+bool Tensor::requires_grad() const {
+  return impl_ && impl_->requires_grad;
+}
 
 Tensor& Tensor::set_requires_grad(bool on) {
   require_defined("set_requires_grad");

@@ -27,11 +27,24 @@ int64_t shape_numel(const Shape& s);    // throws ShapeError on negative or over
 struct Node;
 struct TensorImpl;
 
-template <typename T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::F32; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::U8; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::I64; }
+template <typename T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::F32;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::I32;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+  return DType::U8;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::I64;
+}
 
 class Tensor {
  public:
@@ -59,18 +72,21 @@ class Tensor {
   std::string str() const;  // "float32 (2, 3) on cpu"
 
   // Raw pointer for kernels, on whatever device the tensor lives; checks the dtype.
-  template <typename T> T* data() const;
+  template <typename T>
+  T* data() const;
   // Host pointer; throws DeviceError for a CUDA tensor.
-  template <typename T> T* host() const;
+  template <typename T>
+  T* host() const;
   // Copies to the host (synchronising for CUDA) and returns the values.
-  template <typename T = float> std::vector<T> to_vector() const;
+  template <typename T = float>
+  std::vector<T> to_vector() const;
   float item() const;  // a one-element F32 tensor's value
 
-  Tensor to(Device device) const;   // a copy (or this tensor if already there)
-  Tensor clone() const;             // a copy on the same device, no autograd history
-  void copy_(const Tensor& src);    // same shape and dtype; any devices
+  Tensor to(Device device) const;  // a copy (or this tensor if already there)
+  Tensor clone() const;            // a copy on the same device, no autograd history
+  void copy_(const Tensor& src);   // same shape and dtype; any devices
   void zero_();
-  void fill_(float value);          // F32 only
+  void fill_(float value);  // F32 only
 
   // A tensor sharing this one's storage with another shape of the same numel.
   // Records an autograd node when this tensor requires grad.
@@ -81,8 +97,8 @@ class Tensor {
   // --- autograd ---
   bool requires_grad() const;
   Tensor& set_requires_grad(bool on);
-  Tensor grad() const;              // undefined until a backward reaches it
-  void set_grad(const Tensor& g);   // shape must match
+  Tensor grad() const;             // undefined until a backward reaches it
+  void set_grad(const Tensor& g);  // shape must match
   const std::shared_ptr<Node>& grad_fn() const;
   void set_grad_fn(std::shared_ptr<Node> node);
   // Backpropagates from this one-element tensor (seed 1) or with `grad`.

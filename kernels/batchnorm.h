@@ -29,8 +29,8 @@ struct BatchNormParams {
 BatchNormParams batch_norm_params(int N, int C, int HW, float eps, float momentum);
 
 void batch_norm_forward_train_cpu(const BatchNormParams& p, const float* x, const float* gamma,
-                                  const float* beta, float* y, float* save_mean,
-                                  float* save_invstd, float* running_mean, float* running_var);
+                                  const float* beta, float* y, float* save_mean, float* save_invstd,
+                                  float* running_mean, float* running_var);
 void batch_norm_forward_eval_cpu(const BatchNormParams& p, const float* x, const float* gamma,
                                  const float* beta, const float* running_mean,
                                  const float* running_var, float* y);

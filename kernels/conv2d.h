@@ -13,7 +13,7 @@ struct Conv2dParams {
   int N, C, H, W;  // input
   int K, R, S;     // filters: K of C x R x S
   int stride, pad;
-  int P, Q;        // output spatial size
+  int P, Q;  // output spatial size
 };
 
 // Validates and computes the output size; throws ShapeError naming "conv2d".

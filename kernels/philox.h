@@ -28,7 +28,10 @@ SN_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, 
     uint32_t lo0 = philox_mulhilo(0xD2511F53u, c0, &hi0);
     uint32_t lo1 = philox_mulhilo(0xCD9E8D57u, c2, &hi1);
     uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
@@ -39,8 +42,9 @@ SN_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, 
 // (dropout element i, shuffle draw i) maps its index here the same way.
 SN_HD uint32_t philox_u32(uint64_t seed, uint64_t offset, uint64_t i) {
   uint64_t block = i >> 2;
-  Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-                            static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32), seed);
+  Philox4 r =
+      philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+                    static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32), seed);
   return r.v[i & 3];
 }
 

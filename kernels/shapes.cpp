@@ -14,7 +14,9 @@
 namespace scratchnet::kernels {
 
 namespace {
-std::string s(long long v) { return std::to_string(v); }
+std::string s(long long v) {
+  return std::to_string(v);
+}
 }  // namespace
 
 GemmParams gemm_params(bool trans_a, bool trans_b, int M, int N, int K, float alpha, float beta) {

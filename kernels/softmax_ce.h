@@ -20,10 +20,10 @@ struct CrossEntropyParams {
 
 CrossEntropyParams cross_entropy_params(int N, int C);
 
-void softmax_ce_forward_cpu(const CrossEntropyParams& p, const float* logits,
-                            const int32_t* labels, float* loss, float* probs);
-void softmax_ce_backward_cpu(const CrossEntropyParams& p, const float* probs,
-                             const int32_t* labels, const float* dloss, float* dlogits);
+void softmax_ce_forward_cpu(const CrossEntropyParams& p, const float* logits, const int32_t* labels,
+                            float* loss, float* probs);
+void softmax_ce_backward_cpu(const CrossEntropyParams& p, const float* probs, const int32_t* labels,
+                             const float* dloss, float* dlogits);
 
 // Row-wise argmax (first maximum on ties), and the number of rows whose argmax
 // equals the label, written to *correct.
@@ -37,8 +37,8 @@ void softmax_ce_backward_cuda(const CrossEntropyParams& p, const float* probs,
                               const int32_t* labels, const float* dloss, float* dlogits,
                               Stream stream);
 void argmax_rows_cuda(int N, int C, const float* x, int32_t* idx, Stream stream);
-void count_correct_cuda(int N, int C, const float* logits, const int32_t* labels,
-                        int32_t* correct, Stream stream);
+void count_correct_cuda(int N, int C, const float* logits, const int32_t* labels, int32_t* correct,
+                        Stream stream);
 #endif
 
 }  // namespace scratchnet::kernels

@@ -19,7 +19,8 @@ void Module::collect(const std::string& prefix, bool params, bool buffers,
     for (const auto& p : params_) out.push_back({prefix + p.name, p.tensor});
   if (buffers)
     for (const auto& b : buffers_) out.push_back({prefix + b.name, b.tensor});
-  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", params, buffers, out);
+  for (const auto& [name, child] : children_)
+    child->collect(prefix + name + ".", params, buffers, out);
 }
 
 std::vector<NamedTensor> Module::named_parameters() const {

@@ -92,8 +92,8 @@ class Module {
 // `grads`. zero_grad is then one memset and SGD one kernel over `total`
 // floats. Offsets are aligned to 64 floats; the gaps stay zero.
 struct ParameterSlab {
-  Tensor params;  // (total,) F32
-  Tensor grads;   // (total,) F32
+  Tensor params;                   // (total,) F32
+  Tensor grads;                    // (total,) F32
   std::vector<NamedTensor> views;  // the parameters, as bound
 };
 ParameterSlab pack_parameters(Module& module);

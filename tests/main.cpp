@@ -3,7 +3,6 @@
 //                   reports the test as skipped, never as passed).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <cstring>
 #include <iostream>
 #include <vector>

@@ -4,10 +4,9 @@
 // Fashion-MNIST (the first 512 training / 256 test images), with a resume.
 //
 // No numerical tolerances here: the checks are exit codes, files and text.
-#include <catch2/catch.hpp>
-
 #include <stb_image_write.h>
 
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -66,8 +65,8 @@ TEST_CASE("bad usage exits 2 with a message", "[cli]") {
 
 TEST_CASE("a missing data directory exits 1 with one error line", "[cli]") {
   TempDir tmp("cli-nodata");
-  const RunResult r = run_binary("train --model lenet --device cpu --data '" +
-                                 tmp.file("missing") + "' --out '" + tmp.file("run") + "'");
+  const RunResult r = run_binary("train --model lenet --device cpu --data '" + tmp.file("missing") +
+                                 "' --out '" + tmp.file("run") + "'");
   INFO(r.err);
   CHECK(r.code == 1);
   CHECK(count_lines(r.err) == 1);
@@ -82,7 +81,8 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
   const std::string data = scratchnet::data::default_data_dir();
   RunResult r = run_binary(
       "train --model lenet --epochs 1 --train-limit 512 --test-limit 256 --device cpu "
-      "--data '" + data + "' --out '" + run_dir + "'");
+      "--data '" +
+      data + "' --out '" + run_dir + "'");
   REQUIRE(r.code == 0);
   CHECK(has(r.out, "epoch 1/1"));
   for (const char* f : {"metrics.csv", "config.json", "training_curves.png", "model.safetensors"})
@@ -123,7 +123,8 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
   r = run_binary("predict --model lenet --device cpu --weights " + weights + " '" + png + "'");
   CHECK(r.code == 0);
   int classes = 0;
-  for (const char* name : scratchnet::data::kClassNames) classes += has(r.out, std::string(name) + " ");
+  for (const char* name : scratchnet::data::kClassNames)
+    classes += has(r.out, std::string(name) + " ");
   CHECK(classes == 3);
   CHECK(count_lines(r.out) == 4);
   CHECK(has(r.out, "%"));

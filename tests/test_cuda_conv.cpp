@@ -33,9 +33,8 @@ Tensor workspace_for(const k::Conv2dParams& p) {
 
 void check_conv(const ConvCase& c, uint64_t seed) {
   const auto p = k::conv2d_params(c.N, c.C, c.H, c.W, c.K, c.R, c.R, c.stride, c.pad);
-  INFO("conv2d N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W << " K=" << c.K
-                   << " R=S=" << c.R << " stride=" << c.stride << " pad=" << c.pad
-                   << " bias=" << c.bias);
+  INFO("conv2d N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W << " K=" << c.K << " R=S="
+                   << c.R << " stride=" << c.stride << " pad=" << c.pad << " bias=" << c.bias);
   Pair x = random_pair({p.N, p.C, p.H, p.W}, seed);
   Pair w = random_pair({p.K, p.C, p.R, p.S}, seed + 1);
   Pair b = random_pair({p.K}, seed + 2);
@@ -60,9 +59,9 @@ void check_conv(const ConvCase& c, uint64_t seed) {
 
   Pair dw = random_pair({p.K, p.C, p.R, p.S}, seed + 5);
   Pair db = random_pair({p.K}, seed + 6);
-  k::conv2d_backward_weight_cuda(p, x.gpu.data<float>(), dy.gpu.data<float>(),
-                                 dw.gpu.data<float>(), c.bias ? db.gpu.data<float>() : nullptr,
-                                 ws.data<uint8_t>(), stream);
+  k::conv2d_backward_weight_cuda(p, x.gpu.data<float>(), dy.gpu.data<float>(), dw.gpu.data<float>(),
+                                 c.bias ? db.gpu.data<float>() : nullptr, ws.data<uint8_t>(),
+                                 stream);
   k::conv2d_backward_weight_cpu(p, x.cpu.data<float>(), dy.cpu.data<float>(), dw.cpu.data<float>(),
                                 c.bias ? db.cpu.data<float>() : nullptr);
   const double L = double(p.N) * p.P * p.Q;
@@ -72,8 +71,7 @@ void check_conv(const ConvCase& c, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("conv2d CUDA kernels match the CPU: kernel sizes x strides x padding",
-          "[cuda][conv2d]") {
+TEST_CASE("conv2d CUDA kernels match the CPU: kernel sizes x strides x padding", "[cuda][conv2d]") {
   uint64_t seed = 1000;
   const int batch = small() ? 2 : 5;
   for (int R : {1, 3, 5, 7, 11})
@@ -86,17 +84,17 @@ TEST_CASE("conv2d CUDA kernels match the CPU: kernel sizes x strides x padding",
 
 TEST_CASE("conv2d CUDA kernels match the CPU: model shapes and batches", "[cuda][conv2d]") {
   std::vector<ConvCase> cases = {
-      {1, 1, 28, 28, 6, 5, 1, 2, true},     // LeNet conv1, batch 1
-      {1, 7, 9, 9, 130, 3, 1, 1, false},    // K not a multiple of the tile
-      {3, 130, 5, 5, 9, 1, 1, 0, true},     // pointwise fast path, C > tile
-      {2, 16, 14, 14, 33, 1, 2, 0, true},   // 1x1 stride 2 (ResNet shortcut): not pointwise
+      {1, 1, 28, 28, 6, 5, 1, 2, true},    // LeNet conv1, batch 1
+      {1, 7, 9, 9, 130, 3, 1, 1, false},   // K not a multiple of the tile
+      {3, 130, 5, 5, 9, 1, 1, 0, true},    // pointwise fast path, C > tile
+      {2, 16, 14, 14, 33, 1, 2, 0, true},  // 1x1 stride 2 (ResNet shortcut): not pointwise
   };
   if (!small()) {
-    cases.push_back({256, 1, 28, 28, 6, 5, 1, 2, true});   // LeNet conv1, training batch
-    cases.push_back({64, 6, 14, 14, 16, 5, 1, 0, true});   // LeNet conv2
-    cases.push_back({8, 64, 14, 14, 128, 3, 1, 1, true});  // VGG block
-    cases.push_back({4, 1, 224, 224, 16, 11, 4, 1, true}); // AlexNet conv1 (fewer filters)
-    cases.push_back({32, 64, 8, 8, 64, 1, 1, 0, false});   // pointwise, batch 32
+    cases.push_back({256, 1, 28, 28, 6, 5, 1, 2, true});    // LeNet conv1, training batch
+    cases.push_back({64, 6, 14, 14, 16, 5, 1, 0, true});    // LeNet conv2
+    cases.push_back({8, 64, 14, 14, 128, 3, 1, 1, true});   // VGG block
+    cases.push_back({4, 1, 224, 224, 16, 11, 4, 1, true});  // AlexNet conv1 (fewer filters)
+    cases.push_back({32, 64, 8, 8, 64, 1, 1, 0, false});    // pointwise, batch 32
     // (8*9 + 8) floats * 660*660 per image > the 256 MB chunk budget: one image per chunk.
     cases.push_back({3, 8, 660, 660, 8, 3, 1, 1, true});
   }

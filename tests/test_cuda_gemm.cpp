@@ -45,17 +45,16 @@ void check_gemm(bool ta, bool tb, int M, int N, int K, float alpha, float beta, 
       g.push_back(got[offset + static_cast<int64_t>(m) * p.ldc + n]);
       w.push_back(want[offset + static_cast<int64_t>(m) * p.ldc + n]);
     }
-  INFO("gemm ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N << " K=" << K
-                  << " alpha=" << alpha << " beta=" << beta << " pad=" << pad_ld
-                  << " offset=" << offset);
+  INFO("gemm ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N << " K=" << K << " alpha="
+                  << alpha << " beta=" << beta << " pad=" << pad_ld << " offset=" << offset);
   testing::require_close(g, w, cuda_tol(K), cuda_tol(K), "C");
 }
 
 }  // namespace
 
 TEST_CASE("gemm_cuda matches gemm_cpu: transposes, edges, leading dims", "[cuda][gemm]") {
-  std::vector<std::tuple<int, int, int>> sizes = {
-      {1, 1, 1}, {7, 13, 5}, {33, 65, 17}, {128, 128, 8}, {129, 127, 9}, {64, 300, 1}};
+  std::vector<std::tuple<int, int, int>> sizes = {{1, 1, 1},     {7, 13, 5},    {33, 65, 17},
+                                                  {128, 128, 8}, {129, 127, 9}, {64, 300, 1}};
   if (!small()) {
     sizes.push_back({255, 257, 300});
     sizes.push_back({513, 384, 1000});
@@ -81,9 +80,9 @@ TEST_CASE("gemm_cuda rejects a leading dimension that is too small", "[cuda][gem
   k::GemmParams p = k::gemm_params(false, false, 4, 4, 4);
   p.lda = 3;
   Tensor t = Tensor::zeros({64}, gpu());
-  CHECK_THROWS_AS(k::gemm_cuda(p, t.data<float>(), t.data<float>(), t.data<float>(),
-                               cuda::stream()),
-                  ShapeError);
+  CHECK_THROWS_AS(
+      k::gemm_cuda(p, t.data<float>(), t.data<float>(), t.data<float>(), cuda::stream()),
+      ShapeError);
 }
 
 TEST_CASE("gemm_cuda matches cuBLAS (strict FP32)", "[cuda][gemm]") {
@@ -93,10 +92,9 @@ TEST_CASE("gemm_cuda matches cuBLAS (strict FP32)", "[cuda][gemm]") {
       k::GemmParams p = k::gemm_params(ta, tb, M, N, K, 1.0f, 0.0f);
       Pair A = random_pair({int64_t{M} * K}, 11), B = random_pair({int64_t{K} * N}, 12);
       Tensor c1 = poisoned({int64_t{M} * N}), c2 = poisoned({int64_t{M} * N});
-      k::gemm_cuda(p, A.gpu.data<float>(), B.gpu.data<float>(), c1.data<float>(),
-                   cuda::stream());
-      k::gemm_cublas(p, A.gpu.data<float>(), B.gpu.data<float>(), c2.data<float>(),
-                     cuda::stream(), false);
+      k::gemm_cuda(p, A.gpu.data<float>(), B.gpu.data<float>(), c1.data<float>(), cuda::stream());
+      k::gemm_cublas(p, A.gpu.data<float>(), B.gpu.data<float>(), c2.data<float>(), cuda::stream(),
+                     false);
       INFO("ta=" << ta << " tb=" << tb);
       testing::require_close(c1.to_vector(), c2.to_vector(), cuda_tol(K), cuda_tol(K), "C");
     }
@@ -143,8 +141,8 @@ TEST_CASE("linear with cuBLAS GEMMs matches the CPU", "[cuda][linear]") {
   const int N = 64, IN = 100, OUT = 30;
   Pair x = random_pair({N, IN}, 31), w = random_pair({OUT, IN}, 32);
   Tensor y = poisoned({N, OUT});
-  k::gemm_cublas(k::gemm_params(false, true, N, OUT, IN), x.gpu.data<float>(),
-                 w.gpu.data<float>(), y.data<float>(), cuda::stream(), false);
+  k::gemm_cublas(k::gemm_params(false, true, N, OUT, IN), x.gpu.data<float>(), w.gpu.data<float>(),
+                 y.data<float>(), cuda::stream(), false);
   Tensor yc = Tensor::zeros({N, OUT});
   k::gemm_cpu(k::gemm_params(false, true, N, OUT, IN), x.cpu.data<float>(), w.cpu.data<float>(),
               yc.data<float>());

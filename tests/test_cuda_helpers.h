@@ -16,7 +16,6 @@
 // SCRATCHNET_TEST_SMALL=1 shrinks the shape sweeps (for the sanitizer runs).
 #pragma once
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -43,7 +42,9 @@ inline bool small() {
   return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
 }
 
-inline Device gpu() { return Device::cuda(0); }
+inline Device gpu() {
+  return Device::cuda(0);
+}
 
 // Same random values on both devices.
 struct Pair {

@@ -34,15 +34,15 @@ struct Net {
     };
     Tensor h = conv2d(x, P.at("conv1.weight"), P.at("conv1.bias"), 1, 1);  // (N, 8, 12, 12)
     h = relu(bn(h, "bn1"));
-    h = max_pool2d(h, 2, 2);                                              // (N, 8, 6, 6)
+    h = max_pool2d(h, 2, 2);  // (N, 8, 6, 6)
     Tensor r = conv2d(h, P.at("conv2.weight"), Tensor(), 1, 1);
     r = relu(bn(r, "bn2"));
-    h = add(h, r);                                                        // residual
-    h = avg_pool2d(h, 3, 1, 1);                                           // (N, 8, 6, 6)
-    h = global_avg_pool(h).reshape({N, C1});                              // (N, 8)
+    h = add(h, r);                            // residual
+    h = avg_pool2d(h, 3, 1, 1);               // (N, 8, 6, 6)
+    h = global_avg_pool(h).reshape({N, C1});  // (N, 8)
     h = sigmoid(linear(h, P.at("fc1.weight"), P.at("fc1.bias")));
     h = dropout(h, 0.3f, true, gen);
-    return linear(h, P.at("fc2.weight"), P.at("fc2.bias"));               // (N, 10)
+    return linear(h, P.at("fc2.weight"), P.at("fc2.bias"));  // (N, 10)
   }
 };
 

@@ -43,9 +43,12 @@ Tensor labels_pair_cpu(int N, int C, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("pooling CUDA kernels match the CPU", "[cuda][pool]") {
-  struct Case { int N, C, H, W, R, stride, pad; };
-  std::vector<Case> cases = {{1, 1, 5, 5, 2, 2, 0}, {2, 3, 13, 11, 3, 2, 1}, {1, 2, 7, 9, 3, 1, 1},
-                             {2, 2, 12, 12, 5, 4, 2}, {3, 1, 8, 8, 1, 1, 0}, {1, 3, 11, 11, 11, 1, 5}};
+  struct Case {
+    int N, C, H, W, R, stride, pad;
+  };
+  std::vector<Case> cases = {{1, 1, 5, 5, 2, 2, 0}, {2, 3, 13, 11, 3, 2, 1},
+                             {1, 2, 7, 9, 3, 1, 1}, {2, 2, 12, 12, 5, 4, 2},
+                             {3, 1, 8, 8, 1, 1, 0}, {1, 3, 11, 11, 11, 1, 5}};
   if (!small()) cases.push_back({64, 16, 28, 28, 2, 2, 0});
   uint64_t seed = 3000;
   auto s = cuda::stream();
@@ -57,13 +60,15 @@ TEST_CASE("pooling CUDA kernels match the CPU", "[cuda][pool]") {
     const Shape out{p.N, p.C, p.P, p.Q};
     // max: values and argmax indices must agree exactly (same window order).
     Tensor y = poisoned(out), yc = Tensor::zeros(out);
-    Tensor arg = Tensor::empty(out, gpu(), DType::I32), argc = Tensor::zeros(out, Device::cpu(), DType::I32);
+    Tensor arg = Tensor::empty(out, gpu(), DType::I32),
+           argc = Tensor::zeros(out, Device::cpu(), DType::I32);
     k::max_pool2d_forward_cuda(p, x.gpu.data<float>(), y.data<float>(), arg.data<int32_t>(), s);
     k::max_pool2d_forward_cpu(p, x.cpu.data<float>(), yc.data<float>(), argc.data<int32_t>());
     require_match(y, yc, 0.0, "max y");
     CHECK(arg.to_vector<int32_t>() == argc.to_vector<int32_t>());
     Pair dy = random_pair(out, seed + 1), dx = random_pair(x.cpu.shape(), seed + 2);
-    k::max_pool2d_backward_cuda(p, dy.gpu.data<float>(), arg.data<int32_t>(), dx.gpu.data<float>(), s);
+    k::max_pool2d_backward_cuda(p, dy.gpu.data<float>(), arg.data<int32_t>(), dx.gpu.data<float>(),
+                                s);
     k::max_pool2d_backward_cpu(p, dy.cpu.data<float>(), argc.data<int32_t>(), dx.cpu.data<float>());
     require_match(dx.gpu, dx.cpu, cuda_tol(c.R * c.R), "max dx");
     // average
@@ -97,7 +102,13 @@ TEST_CASE("pointwise CUDA kernels match the CPU", "[cuda][elementwise]") {
     using FwdC = void (*)(int64_t, const float*, float*);
     using Bwd = void (*)(int64_t, const float*, const float*, float*, k::Stream);
     using BwdC = void (*)(int64_t, const float*, const float*, float*);
-    struct Op { const char* name; Fwd f; FwdC fc; Bwd b; BwdC bc; };
+    struct Op {
+      const char* name;
+      Fwd f;
+      FwdC fc;
+      Bwd b;
+      BwdC bc;
+    };
     for (const Op& op : {Op{"relu", k::relu_forward_cuda, k::relu_forward_cpu,
                             k::relu_backward_cuda, k::relu_backward_cpu},
                          Op{"sigmoid", k::sigmoid_forward_cuda, k::sigmoid_forward_cpu,
@@ -127,11 +138,14 @@ TEST_CASE("pointwise CUDA kernels match the CPU", "[cuda][elementwise]") {
 }
 
 TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda][batchnorm]") {
-  struct Case { int N, C, HW; float lo = 2.0f, hi = 4.0f; };
+  struct Case {
+    int N, C, HW;
+    float lo = 2.0f, hi = 4.0f;
+  };
   // The last case has a mean 1000x its spread: y must be computed as
   // (x - mean) * scale + beta, not x * scale + shift (which cancels).
-  std::vector<Case> cases = {{2, 3, 1}, {7, 5, 9}, {1, 4, 49}, {16, 130, 1},
-                             {32, 4, 25, 1000.0f, 1001.0f}};
+  std::vector<Case> cases = {
+      {2, 3, 1}, {7, 5, 9}, {1, 4, 49}, {16, 130, 1}, {32, 4, 25, 1000.0f, 1001.0f}};
   if (!small()) {
     cases.push_back({256, 6, 784});  // several chunks per channel
     cases.push_back({64, 64, 196});
@@ -177,10 +191,10 @@ TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda]
       INFO("backward training=" << training);
       Pair dy = random_pair(xs, seed + 5), dx = random_pair(xs, seed + 6);
       Pair dg = random_pair({c.C}, seed + 7), db = random_pair({c.C}, seed + 8);
-      k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), dy.gpu.data<float>(),
-                                  gamma.gpu.data<float>(), meanc.to(gpu()).data<float>(),
-                                  invc.to(gpu()).data<float>(), dx.gpu.data<float>(),
-                                  dg.gpu.data<float>(), db.gpu.data<float>(), ws.data<uint8_t>(), s);
+      k::batch_norm_backward_cuda(
+          p, training, x.gpu.data<float>(), dy.gpu.data<float>(), gamma.gpu.data<float>(),
+          meanc.to(gpu()).data<float>(), invc.to(gpu()).data<float>(), dx.gpu.data<float>(),
+          dg.gpu.data<float>(), db.gpu.data<float>(), ws.data<uint8_t>(), s);
       k::batch_norm_backward_cpu(p, training, x.cpu.data<float>(), dy.cpu.data<float>(),
                                  gamma.cpu.data<float>(), meanc.data<float>(), invc.data<float>(),
                                  dx.cpu.data<float>(), dg.cpu.data<float>(), db.cpu.data<float>());
@@ -244,7 +258,9 @@ TEST_CASE("dropout CUDA masks equal the CPU's bit for bit", "[cuda][dropout]") {
 
 TEST_CASE("softmax cross-entropy CUDA kernels match the CPU and are deterministic",
           "[cuda][softmax_ce]") {
-  struct Case { int N, C; };
+  struct Case {
+    int N, C;
+  };
   std::vector<Case> cases = {{1, 1}, {1, 10}, {3, 33}, {256, 10}, {37, 1000}};
   if (!small()) cases.push_back({10000, 10});
   auto s = cuda::stream();
@@ -272,19 +288,24 @@ TEST_CASE("softmax cross-entropy CUDA kernels match the CPU and are deterministi
     Tensor dloss = Tensor::full({1}, 0.7f), dloss_g = dloss.to(gpu());
     k::softmax_ce_backward_cuda(p, probsc.to(gpu()).data<float>(), lab.data<int32_t>(),
                                 dloss_g.data<float>(), dz.gpu.data<float>(), s);
-    k::softmax_ce_backward_cpu(p, probsc.data<float>(), lab_c.data<int32_t>(),
-                               dloss.data<float>(), dz.cpu.data<float>());
+    k::softmax_ce_backward_cpu(p, probsc.data<float>(), lab_c.data<int32_t>(), dloss.data<float>(),
+                               dz.cpu.data<float>());
     require_match(dz.gpu, dz.cpu, cuda_tol(1), "dlogits");
 
-    Tensor idx = Tensor::empty({c.N}, gpu(), DType::I32), idxc = Tensor::zeros({c.N}, Device::cpu(), DType::I32);
+    Tensor idx = Tensor::empty({c.N}, gpu(), DType::I32),
+           idxc = Tensor::zeros({c.N}, Device::cpu(), DType::I32);
     k::argmax_rows_cuda(c.N, c.C, z.gpu.data<float>(), idx.data<int32_t>(), s);
     k::argmax_rows_cpu(c.N, c.C, z.cpu.data<float>(), idxc.data<int32_t>());
     CHECK(idx.to_vector<int32_t>() == idxc.to_vector<int32_t>());
-    Tensor cnt_i = Tensor::empty({1}, gpu(), DType::I32), cnt_c = Tensor::zeros({1}, Device::cpu(), DType::I32);
-    k::count_correct_cuda(c.N, c.C, z.gpu.data<float>(), idx.data<int32_t>(), cnt_i.data<int32_t>(), s);
+    Tensor cnt_i = Tensor::empty({1}, gpu(), DType::I32),
+           cnt_c = Tensor::zeros({1}, Device::cpu(), DType::I32);
+    k::count_correct_cuda(c.N, c.C, z.gpu.data<float>(), idx.data<int32_t>(), cnt_i.data<int32_t>(),
+                          s);
     CHECK(cnt_i.to_vector<int32_t>()[0] == c.N);  // argmax labels: every row correct
-    k::count_correct_cuda(c.N, c.C, z.gpu.data<float>(), lab.data<int32_t>(), cnt_i.data<int32_t>(), s);
-    k::count_correct_cpu(c.N, c.C, z.cpu.data<float>(), lab_c.data<int32_t>(), cnt_c.data<int32_t>());
+    k::count_correct_cuda(c.N, c.C, z.gpu.data<float>(), lab.data<int32_t>(), cnt_i.data<int32_t>(),
+                          s);
+    k::count_correct_cpu(c.N, c.C, z.cpu.data<float>(), lab_c.data<int32_t>(),
+                         cnt_c.data<int32_t>());
     CHECK(cnt_i.to_vector<int32_t>() == cnt_c.to_vector<int32_t>());
   }
 }
@@ -319,9 +340,11 @@ TEST_CASE("SGD step on CUDA matches the CPU", "[cuda][sgd]") {
 }
 
 TEST_CASE("bilinear resize CUDA kernels match the CPU", "[cuda][resize]") {
-  struct Case { int N, C, H, W, OH, OW; };
+  struct Case {
+    int N, C, H, W, OH, OW;
+  };
   std::vector<Case> cases = {{1, 1, 28, 28, 28, 28}, {2, 3, 5, 7, 11, 13}, {1, 2, 17, 9, 4, 3},
-                             {2, 1, 28, 28, 32, 32}, {1, 1, 1, 1, 3, 2}, {1, 1, 6, 6, 1, 1}};
+                             {2, 1, 28, 28, 32, 32}, {1, 1, 1, 1, 3, 2},   {1, 1, 6, 6, 1, 1}};
   if (!small()) cases.push_back({16, 1, 28, 28, 224, 224});
   auto s = cuda::stream();
   uint64_t seed = 6000;
@@ -333,7 +356,8 @@ TEST_CASE("bilinear resize CUDA kernels match the CPU", "[cuda][resize]") {
     k::resize_bilinear_forward_cuda(p, x.gpu.data<float>(), y.data<float>(), s);
     k::resize_bilinear_forward_cpu(p, x.cpu.data<float>(), yc.data<float>());
     require_match(y, yc, cuda_tol(1), "y");
-    Pair dy = random_pair({c.N, c.C, c.OH, c.OW}, seed + 1), dx = random_pair(x.cpu.shape(), seed + 2);
+    Pair dy = random_pair({c.N, c.C, c.OH, c.OW}, seed + 1),
+         dx = random_pair(x.cpu.shape(), seed + 2);
     k::resize_bilinear_backward_cuda(p, dy.gpu.data<float>(), dx.gpu.data<float>(), s);
     k::resize_bilinear_backward_cpu(p, dy.cpu.data<float>(), dx.cpu.data<float>());
     // An input pixel receives up to 4 * ceil(OH/H) * ceil(OW/W) contributions.
@@ -349,9 +373,11 @@ TEST_CASE("resize_gather_u8 and gather_labels on CUDA match the CPU", "[cuda][re
   for (int i = 0; i < count; ++i) lab[i] = static_cast<uint8_t>(i % 10);
   std::vector<int32_t> index(B);
   for (int b = 0; b < B; ++b) index[b] = (b * 13 + 5) % count;
-  Tensor images = Tensor::from_vector(img, {count, H, W}), labels = Tensor::from_vector(lab, {count});
+  Tensor images = Tensor::from_vector(img, {count, H, W}),
+         labels = Tensor::from_vector(lab, {count});
   Tensor idx = Tensor::from_vector(index, {B});
-  for (auto [oh, ow] : {std::pair{28, 28}, std::pair{32, 32}, std::pair{224, 224}, std::pair{14, 20}}) {
+  for (auto [oh, ow] :
+       {std::pair{28, 28}, std::pair{32, 32}, std::pair{224, 224}, std::pair{14, 20}}) {
     INFO("out " << oh << "x" << ow);
     Tensor yc = resize_gather_u8(images, idx, oh, ow);
     Tensor yg = resize_gather_u8(images.to(gpu()), idx.to(gpu()), oh, ow);

@@ -12,9 +12,9 @@
 // (each term rounding by ~6e-8 relative, accumulated sqrt(L) times, amplified
 // by 1/h in the difference quotient).
 #pragma once
-#include <catch2/catch.hpp>
 #include <omp.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
 #include <string>

@@ -12,20 +12,18 @@
 // bright bar per class plus noise) to a temporary directory, so they need no
 // downloaded data and finish in seconds.
 #include <catch2/catch.hpp>
-
-#include <cstdint>
-#include <map>
-
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "core/ops.h"
 #include "test_files.h"
 #include "test_helpers.h"
-#include "train/metrics.h"
 #include "train/data.h"
+#include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/safetensors.h"
 #include "train/trainer.h"
@@ -33,8 +31,8 @@
 namespace fs = std::filesystem;
 using namespace scratchnet;
 using scratchnet::testing::random_tensor;
-using scratchnet::testing::TempDir;
 using scratchnet::testing::require_close;
+using scratchnet::testing::TempDir;
 
 namespace {
 
@@ -51,13 +49,15 @@ class TwoParams : public Module {
 };
 
 void put_u32(std::ofstream& f, uint32_t v) {
-  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24),
+                              static_cast<unsigned char>(v >> 16),
                               static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
   f.write(reinterpret_cast<const char*>(b), 4);
 }
 
 // Raw IDX files: class c is a bright horizontal bar at row 2c + 4, on noise.
-void write_synthetic_split(const fs::path& dir, const std::string& prefix, int count, uint64_t seed) {
+void write_synthetic_split(const fs::path& dir, const std::string& prefix, int count,
+                           uint64_t seed) {
   Generator g(seed);
   const auto noise = g.uniform(int64_t{count} * 28 * 28, 0.0f, 60.0f);
   std::vector<uint8_t> labels(count), pixels(static_cast<std::size_t>(count) * 28 * 28);
@@ -75,7 +75,8 @@ void write_synthetic_split(const fs::path& dir, const std::string& prefix, int c
   put_u32(fi, count);
   put_u32(fi, 28);
   put_u32(fi, 28);
-  fi.write(reinterpret_cast<const char*>(pixels.data()), static_cast<std::streamsize>(pixels.size()));
+  fi.write(reinterpret_cast<const char*>(pixels.data()),
+           static_cast<std::streamsize>(pixels.size()));
   std::ofstream fl(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
   put_u32(fl, 2049);
   put_u32(fl, count);
@@ -124,7 +125,8 @@ TEST_CASE("SGD over a slab equals per-tensor sgd_step, momentum and Nesterov", "
     train::SgdConfig cfg{0.1f, 0.9f, 0.01f, nesterov};
     train::SGD opt(pack_parameters(m), cfg);
     for (int step = 0; step < 3; ++step) {
-      Tensor ga = random_tensor(m.a.shape(), 100 + step), gb = random_tensor(m.b.shape(), 200 + step);
+      Tensor ga = random_tensor(m.a.shape(), 100 + step),
+             gb = random_tensor(m.b.shape(), 200 + step);
       opt.zero_grad();
       m.a.grad().copy_(ga);
       m.b.grad().copy_(gb);
@@ -171,8 +173,7 @@ TEST_CASE("SGD zero_grad clears the slab; state loads back; bad settings are ref
   CHECK_THROWS_AS(train::SGD(pack_parameters(m2), {0.1f, 1.5f, 0.0f, false}), ValueError);
 }
 
-TEST_CASE("metrics rows survive the JSON round trip; CSV has the documented columns",
-          "[trainer]") {
+TEST_CASE("metrics rows survive the JSON round trip; CSV has the documented columns", "[trainer]") {
   std::vector<train::MetricsRow> rows{{1, 0.123456789, 0.5, 0.25, 1.5, 1000.0},
                                       {2, 0.1, 0.75, 0.5, 1.25, 2000.0}};
   const auto back = train::metrics_from_json(train::metrics_to_json(rows), "test");

@@ -14,10 +14,9 @@
 
 #include "core/device.h"
 #include "core/error.h"
-#include "train/atomic_file.h"
-#include "tools/bench_modes.h"
-
 #include "models/models.h"
+#include "tools/bench_modes.h"
+#include "train/atomic_file.h"
 
 namespace scratchnet::tools {
 

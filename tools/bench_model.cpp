@@ -24,10 +24,9 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "layers/module.h"
+#include "models/models.h"
 #include "tools/bench_modes.h"
 #include "train/optimizer.h"
-
-#include "models/models.h"
 
 namespace scratchnet::tools::bench {
 

@@ -4,10 +4,10 @@
 #include <new>
 
 #include "models/models.h"
-#include "train/safetensors.h"
-#include "train/trainer.h"
 #include "tools/bench.h"
 #include "tools/commands.h"
+#include "train/safetensors.h"
+#include "train/trainer.h"
 
 namespace scratchnet::tools {
 
@@ -49,11 +49,13 @@ CLI::Validator model_validator() {
           if (n == s) return {};
         return "unknown model '" + s + "'; choose one of: " + join(models::names());
       },
-      "{" + [] {
-        std::string s;
-        for (const auto& n : models::names()) s += (s.empty() ? "" : ",") + n;
-        return s;
-      }() + "}");
+      "{" +
+          [] {
+            std::string s;
+            for (const auto& n : models::names()) s += (s.empty() ? "" : ",") + n;
+            return s;
+          }() +
+          "}");
 }
 
 CLI::Validator unit_interval_validator() {
@@ -89,8 +91,12 @@ CLI::Validator number_at_least(double lo, bool strict, const std::string& name) 
 
 }  // namespace
 
-CLI::Validator positive() { return number_at_least(0.0, true, "POSITIVE"); }
-CLI::Validator non_negative() { return number_at_least(0.0, false, "NONNEGATIVE"); }
+CLI::Validator positive() {
+  return number_at_least(0.0, true, "POSITIVE");
+}
+CLI::Validator non_negative() {
+  return number_at_least(0.0, false, "NONNEGATIVE");
+}
 
 void check_model_args(const std::string& model, int image_size, int width_divisor) {
   if (width_divisor != 1 && model.rfind("vgg", 0) != 0)
@@ -120,7 +126,8 @@ LoadedModel load_trained_model(const std::string& model_name, const std::string&
     try {
       return std::stoi(it->second);
     } catch (const std::exception&) {
-      throw IoError(weights + ": metadata \"" + key + "\" is not an integer: \"" + it->second + "\"");
+      throw IoError(weights + ": metadata \"" + key + "\" is not an integer: \"" + it->second +
+                    "\"");
     }
   };
   auto it = file.metadata.find("model");

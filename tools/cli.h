@@ -6,10 +6,9 @@
 // failure (scratchnet::Error: a missing file, a device problem, divergence),
 // printed as one line "error: <message>" on stderr; 130 after Ctrl-C.
 #pragma once
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "core/device.h"
 #include "core/error.h"

@@ -50,7 +50,8 @@ void report(const std::string& model, const train::Predictions& p, Device device
   std::printf("\n");
   for (int t = 0; t < kClasses; ++t) {
     std::printf("  %d %-12s", t, data::kClassNames[t]);
-    for (int q = 0; q < kClasses; ++q) std::printf("%6lld", static_cast<long long>(confusion[t][q]));
+    for (int q = 0; q < kClasses; ++q)
+      std::printf("%6lld", static_cast<long long>(confusion[t][q]));
     std::printf("\n");
   }
 }
@@ -59,8 +60,9 @@ void report(const std::string& model, const train::Predictions& p, Device device
 
 void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* cmd = app.add_subcommand("eval", "Test accuracy, per-class accuracy and the "
-                                             "confusion matrix of trained weights");
+  CLI::App* cmd = app.add_subcommand("eval",
+                                     "Test accuracy, per-class accuracy and the "
+                                     "confusion matrix of trained weights");
   cmd->add_option("--model,-m", a->model, "Architecture")->required()->check(model_validator());
   cmd->add_option("--weights,-w", a->weights, "model.safetensors of a run (or PyTorch's)")
       ->required();
@@ -82,7 +84,8 @@ void add_eval_command(CLI::App& app) {
     // Data first: a bad --data is reported before the model is built.
     const std::string dir = a->data_dir.empty() ? data::default_data_dir() : a->data_dir;
     const data::Split split = data::load_split(dir, false, device, a->test_limit);
-    LoadedModel m = load_trained_model(a->model, a->weights, a->image_size, a->width_divisor, device);
+    LoadedModel m =
+        load_trained_model(a->model, a->weights, a->image_size, a->width_divisor, device);
     data::Loader loader(split, a->batch_size, m.image_size, false);
     report(a->model, train::predict_all(*m.model, loader), device);
   });

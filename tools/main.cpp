@@ -2,4 +2,6 @@
 // maps every failure to an exit code and a one-line message.
 #include "tools/cli.h"
 
-int main(int argc, char** argv) { return scratchnet::tools::run_cli(argc, argv); }
+int main(int argc, char** argv) {
+  return scratchnet::tools::run_cli(argc, argv);
+}

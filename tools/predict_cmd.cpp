@@ -67,7 +67,8 @@ void add_predict_command(CLI::App& app) {
   cmd->add_flag("--invert", a->invert, "Use 1 - x: for dark items on a light background");
   cmd->callback([a] {
     const Device device = parse_device(a->device);
-    LoadedModel m = load_trained_model(a->model, a->weights, a->image_size, a->width_divisor, device);
+    LoadedModel m =
+        load_trained_model(a->model, a->weights, a->image_size, a->width_divisor, device);
     NoGradGuard no_grad;
     for (const auto& path : a->images) {
       Tensor x = read_image(path, a->invert).to(device);
@@ -88,7 +89,8 @@ void add_predict_command(CLI::App& app) {
       std::printf("%s:\n", path.c_str());
       for (std::size_t r = 0; r < k; ++r) {
         const int c = order[r];
-        const char* name = c < static_cast<int>(data::kClassNames.size()) ? data::kClassNames[c] : "?";
+        const char* name =
+            c < static_cast<int>(data::kClassNames.size()) ? data::kClassNames[c] : "?";
         std::printf("  %-12s %6.2f%%\n", name, 100.0 * prob[c]);
       }
     }

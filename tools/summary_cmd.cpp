@@ -27,8 +27,9 @@ std::string with_commas(int64_t v) {
 
 void add_summary_command(CLI::App& app) {
   auto a = std::make_shared<SummaryArgs>();
-  CLI::App* cmd = app.add_subcommand("summary", "Each layer of a model with its output shape and "
-                                                "parameter count");
+  CLI::App* cmd = app.add_subcommand("summary",
+                                     "Each layer of a model with its output shape and "
+                                     "parameter count");
   cmd->add_option("--model,-m", a->model, "Architecture")->required()->check(model_validator());
   cmd->add_option("--resize", a->image_size, "Input size (default: the model's)")
       ->check(positive());

@@ -24,8 +24,9 @@ std::string defaults_table() {
   char line[160];
   for (const auto& name : models::names()) {
     const auto d = models::defaults(name);
-    std::snprintf(line, sizeof line, "  %-9s --epochs %-3d --batch-size %-4d --lr %-6g --resize %d\n",
-                  name.c_str(), d.epochs, d.batch_size, static_cast<double>(d.lr), d.image_size);
+    std::snprintf(line, sizeof line,
+                  "  %-9s --epochs %-3d --batch-size %-4d --lr %-6g --resize %d\n", name.c_str(),
+                  d.epochs, d.batch_size, static_cast<double>(d.lr), d.image_size);
     s += line;
   }
   s += "Outputs in --out DIR, rewritten after every epoch: metrics.csv, config.json,\n"
@@ -43,11 +44,11 @@ void add_train_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("train", "Train a model on Fashion-MNIST");
   cmd->footer(defaults_table());
   cmd->add_option("--model,-m", c.model, "Architecture")->required()->check(model_validator());
-  cmd->add_option("--epochs", args->epochs, "Total number of epochs (a resumed run counts the "
-                                            "epochs done before)")
+  cmd->add_option("--epochs", args->epochs,
+                  "Total number of epochs (a resumed run counts the "
+                  "epochs done before)")
       ->check(positive());
-  cmd->add_option("--batch-size,-b", args->batch_size, "Examples per step")
-      ->check(positive());
+  cmd->add_option("--batch-size,-b", args->batch_size, "Examples per step")->check(positive());
   cmd->add_option("--lr", args->lr, "Learning rate")->check(positive());
   cmd->add_option("--momentum", c.momentum, "SGD momentum")
       ->check(unit_interval_validator())
@@ -111,8 +112,8 @@ void add_train_command(CLI::App& app) {
     train::Trainer trainer(cfg, std::cout, train::is_terminal(STDOUT_FILENO));
     const auto rows = trainer.run();
     if (!rows.empty())
-      std::cout << "done: test acc " << rows.back().test_acc << " after epoch "
-                << rows.back().epoch << "; results in " << trainer.out_dir() << "\n";
+      std::cout << "done: test acc " << rows.back().test_acc << " after epoch " << rows.back().epoch
+                << "; results in " << trainer.out_dir() << "\n";
   });
 }
 

@@ -77,7 +77,10 @@ std::string epoch_line(const MetricsRow& r, int epochs) {
 }
 
 ProgressBar::ProgressBar(std::ostream& out, bool enabled, double interval_s)
-    : out_(out), enabled_(enabled), interval_s_(interval_s), last_(std::chrono::steady_clock::now()) {}
+    : out_(out),
+      enabled_(enabled),
+      interval_s_(interval_s),
+      last_(std::chrono::steady_clock::now()) {}
 
 bool ProgressBar::due() {
   if (!enabled_) return false;
@@ -110,6 +113,8 @@ void ProgressBar::clear() {
   drawn_ = false;
 }
 
-bool is_terminal(int fd) { return ::isatty(fd) == 1; }
+bool is_terminal(int fd) {
+  return ::isatty(fd) == 1;
+}
 
 }  // namespace scratchnet::train

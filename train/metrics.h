@@ -12,12 +12,12 @@
 namespace scratchnet::train {
 
 struct MetricsRow {
-  int epoch = 0;              // 1-based
-  double train_loss = 0.0;    // mean over the epoch's training examples
-  double train_acc = 0.0;     // on the training batches, as they were seen
-  double test_acc = 0.0;      // after the epoch, eval mode
-  double seconds = 0.0;       // wall time of the epoch, training and test
-  double img_per_s = 0.0;     // training images per second of training
+  int epoch = 0;            // 1-based
+  double train_loss = 0.0;  // mean over the epoch's training examples
+  double train_acc = 0.0;   // on the training batches, as they were seen
+  double test_acc = 0.0;    // after the epoch, eval mode
+  double seconds = 0.0;     // wall time of the epoch, training and test
+  double img_per_s = 0.0;   // training images per second of training
 };
 
 // "epoch,train_loss,train_acc,test_acc,seconds,img_per_s" and one line a row.

@@ -37,7 +37,9 @@ SGD::SGD(ParameterSlab slab, SgdConfig config) : slab_(std::move(slab)), config_
   }
 }
 
-void SGD::zero_grad() { slab_.grads.zero_(); }
+void SGD::zero_grad() {
+  slab_.grads.zero_();
+}
 
 void SGD::step() {
   kernels::SgdParams p;
@@ -58,7 +60,9 @@ void SGD::set_lr(float lr) {
   config_ = c;
 }
 
-std::vector<NamedTensor> SGD::momentum_buffers() const { return buf_views_; }
+std::vector<NamedTensor> SGD::momentum_buffers() const {
+  return buf_views_;
+}
 
 void SGD::load_state(const std::vector<NamedTensor>& buffers, int64_t steps) {
   if (steps < 0) throw ValueError("sgd: step count must be >= 0, got " + std::to_string(steps));

@@ -45,8 +45,8 @@ class SGD {
  private:
   ParameterSlab slab_;
   SgdConfig config_;
-  Tensor buf_;                           // (total,) F32, like slab_.params; undefined without momentum
-  std::vector<NamedTensor> buf_views_;   // per-parameter views of buf_
+  Tensor buf_;  // (total,) F32, like slab_.params; undefined without momentum
+  std::vector<NamedTensor> buf_views_;  // per-parameter views of buf_
   int64_t steps_ = 0;
   bool fresh_buffer_ = true;  // the next step initialises the buffer (first_step)
 };

@@ -18,7 +18,6 @@
 
 namespace scratchnet {
 
-
 namespace safetensors {
 
 namespace {

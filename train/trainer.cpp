@@ -22,7 +22,9 @@ namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 
-extern "C" void on_sigint(int) { g_stop = 1; }
+extern "C" void on_sigint(int) {
+  g_stop = 1;
+}
 
 // Installs the Ctrl-C handler for the lifetime of a run. SA_RESETHAND makes a
 // second Ctrl-C kill the process the usual way, for a step that hangs.
@@ -53,9 +55,10 @@ double seconds_since(Clock::time_point t0) {
 
 // A one-element view of slot i of a per-batch array.
 Tensor slot(const Tensor& slots, int i) {
-  return Tensor::view_of(slots.storage(),
-                         slots.offset_bytes() + static_cast<std::size_t>(i) * dtype_size(slots.dtype()),
-                         {}, slots.dtype());
+  return Tensor::view_of(
+      slots.storage(),
+      slots.offset_bytes() + static_cast<std::size_t>(i) * dtype_size(slots.dtype()), {},
+      slots.dtype());
 }
 
 // The first `n` elements of a (B,) array, read back in one copy.
@@ -66,11 +69,15 @@ std::vector<T> read_prefix(const Tensor& slots, int n) {
 }
 
 // Fashion-MNIST has 60000 images; anything above int range means "all".
-int limit_arg(int64_t limit) { return limit > INT32_MAX ? 0 : static_cast<int>(limit); }
+int limit_arg(int64_t limit) {
+  return limit > INT32_MAX ? 0 : static_cast<int>(limit);
+}
 
 }  // namespace
 
-bool stop_requested() { return g_stop != 0; }
+bool stop_requested() {
+  return g_stop != 0;
+}
 
 std::string default_run_dir(const std::string& model) {
   const std::time_t now = std::time(nullptr);
@@ -133,7 +140,8 @@ Predictions predict_all(Module& model, data::Loader& loader) {
 Trainer::Trainer(TrainConfig config, std::ostream& log, bool terminal)
     : config_(std::move(config)), log_(log), terminal_(terminal), gen_(config_.seed) {
   const TrainConfig& c = config_;
-  if (c.epochs < 1) throw ValueError("train: --epochs must be >= 1, got " + std::to_string(c.epochs));
+  if (c.epochs < 1)
+    throw ValueError("train: --epochs must be >= 1, got " + std::to_string(c.epochs));
   if (c.batch_size < 1)
     throw ValueError("train: --batch-size must be >= 1, got " + std::to_string(c.batch_size));
   if (c.train_limit < 0 || c.test_limit < 0)
@@ -183,8 +191,8 @@ void Trainer::check_losses(const std::vector<float>& losses, int epoch, int firs
                                             " in " + out_dir_ + " is kept"
                                       : "no checkpoint was written";
     const std::string value = std::isnan(losses[i]) ? "NaN" : losses[i] > 0 ? "+Inf" : "-Inf";
-    throw TrainingDiverged("training diverged: the loss is " + value +
-                           " at epoch " + std::to_string(epoch) + ", batch " +
+    throw TrainingDiverged("training diverged: the loss is " + value + " at epoch " +
+                           std::to_string(epoch) + ", batch " +
                            std::to_string(first_batch + static_cast<int>(i) + 1) + "; " + where +
                            "; try a smaller --lr (now " + lr + ")");
   }
@@ -258,20 +266,19 @@ std::vector<MetricsRow> Trainer::run() {
          << " epochs are done already (raise --epochs to train further)\n";
     return history_;
   }
-  log_ << "training " << config_.model << " on " << device_.str() << ": "
-       << train_loader_->count() << " training / " << test_loader_->count()
-       << " test images at " << config_.image_size << "x" << config_.image_size << ", batch "
-       << config_.batch_size << ", lr " << config_.lr << "; writing to " << out_dir_ << "\n";
+  log_ << "training " << config_.model << " on " << device_.str() << ": " << train_loader_->count()
+       << " training / " << test_loader_->count() << " test images at " << config_.image_size << "x"
+       << config_.image_size << ", batch " << config_.batch_size << ", lr " << config_.lr
+       << "; writing to " << out_dir_ << "\n";
   for (int epoch = epochs_done_ + 1; epoch <= config_.epochs; ++epoch) {
     MetricsRow row;
     try {
       row = train_epoch(epoch);
     } catch (const Interrupted& e) {
-      const std::string kept = epochs_done_ > 0
-                                   ? "; the checkpoint of epoch " + std::to_string(epochs_done_) +
-                                         " is in " + out_dir_ + " (continue with --resume " +
-                                         out_dir_ + ")"
-                                   : "; no epoch had finished, nothing was saved";
+      const std::string kept =
+          epochs_done_ > 0 ? "; the checkpoint of epoch " + std::to_string(epochs_done_) +
+                                 " is in " + out_dir_ + " (continue with --resume " + out_dir_ + ")"
+                           : "; no epoch had finished, nothing was saved";
       throw Interrupted(std::string(e.what()) + kept);
     }
     history_.push_back(row);

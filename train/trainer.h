@@ -40,21 +40,21 @@ inline constexpr const char* kModelFileName = "model.safetensors";
 inline constexpr const char* kStateFileName = "train_state.safetensors";
 
 struct TrainConfig {
-  std::string model;          // a models::names() entry
-  int epochs = 10;            // total, counting epochs done before a resume
+  std::string model;  // a models::names() entry
+  int epochs = 10;    // total, counting epochs done before a resume
   int batch_size = 256;
   float lr = 0.1f;
   float momentum = 0.0f;
   float weight_decay = 0.0f;
-  int image_size = 28;        // the data is resized to image_size^2
-  int width_divisor = 1;      // channel divisor for the wide models (vgg)
+  int image_size = 28;    // the data is resized to image_size^2
+  int width_divisor = 1;  // channel divisor for the wide models (vgg)
   std::string device = "auto";
-  std::string data_dir;       // empty: data::default_data_dir()
+  std::string data_dir;  // empty: data::default_data_dir()
   uint64_t seed = 0;
-  int64_t train_limit = 0;    // use the first N training images; 0: all
+  int64_t train_limit = 0;  // use the first N training images; 0: all
   int64_t test_limit = 0;
-  std::string out_dir;        // empty: the resume dir, else runs/<model>-<time>
-  std::string resume;         // a run directory or its model.safetensors; empty: new run
+  std::string out_dir;  // empty: the resume dir, else runs/<model>-<time>
+  std::string resume;   // a run directory or its model.safetensors; empty: new run
 };
 
 // Ctrl-C during run(): the current step finishes, nothing half-written is

@@ -62,10 +62,11 @@ CheckpointPaths checkpoint_paths(const std::string& path) {
   if (!model_path.has_parent_path()) model_path = fs::path(".") / model_path;
   const fs::path state_path = model_path.parent_path() / kStateFile;
   if (!fs::exists(model_path))
-    throw IoError("resume: " + model_path.string() + " does not exist (give a run directory or its " +
-                  kModelFile + ")");
+    throw IoError("resume: " + model_path.string() +
+                  " does not exist (give a run directory or its " + kModelFile + ")");
   if (!fs::exists(state_path))
-    throw IoError("resume: " + state_path.string() + " is missing; without it the optimizer and "
+    throw IoError("resume: " + state_path.string() +
+                  " is missing; without it the optimizer and "
                   "RNG state are unknown (start a new run instead)");
   return {model_path, state_path};
 }
@@ -182,8 +183,7 @@ void Trainer::write_checkpoint(int epoch) {
                      {"width_divisor", std::to_string(config_.width_divisor)}});
 
   std::vector<NamedTensor> buffers;
-  for (auto& b : opt_->momentum_buffers())
-    buffers.push_back({kMomentumPrefix + b.name, b.tensor});
+  for (auto& b : opt_->momentum_buffers()) buffers.push_back({kMomentumPrefix + b.name, b.tensor});
   safetensors::save((dir / kStateFile).string(), buffers,
                     {{"format", "scratchnet-train-state"},
                      {"model", config_.model},

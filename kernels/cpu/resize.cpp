@@ -4,10 +4,9 @@
 // row (or column), so they are computed once per call, in float as
 // PyTorch's CPU kernel does, and shared by all N*C planes. Planes run in
 // parallel; a backward plane scatters only into its own dx plane.
-#include <cmath>
-
 #include "kernels/resize.h"
 
+#include <cmath>
 #include <vector>
 
 namespace scratchnet::kernels {

@@ -129,8 +129,7 @@ __global__ void finalize_var_kernel(BatchNormParams p, int chunks, const double*
     save_mean[c] = static_cast<float>(mean);
     save_invstd[c] = static_cast<float>(invstd);
     const double var_unbiased = m > 1.0 ? sq / (m - 1.0) : var;
-    running_mean[c] =
-        static_cast<float>((1.0 - p.momentum) * running_mean[c] + p.momentum * mean);
+    running_mean[c] = static_cast<float>((1.0 - p.momentum) * running_mean[c] + p.momentum * mean);
     running_var[c] =
         static_cast<float>((1.0 - p.momentum) * running_var[c] + p.momentum * var_unbiased);
     scale[c] = static_cast<float>(invstd * gamma[c]);
@@ -198,7 +197,9 @@ __global__ void backward_dx_kernel(BatchNormParams p, bool training, const float
   }
 }
 
-unsigned channel_grid(int C) { return grid_for(C); }
+unsigned channel_grid(int C) {
+  return grid_for(C);
+}
 
 }  // namespace
 
@@ -214,13 +215,13 @@ void batch_norm_forward_train_cuda(const BatchNormParams& p, const float* x, con
   const int chunks = chunks_for(p);
   const Workspace w = carve(p, workspace);
   const dim3 grid(static_cast<unsigned>(p.C), static_cast<unsigned>(chunks));
-  partial_kernel<Pass::Sum><<<grid, kThreads, 0, stream>>>(p, chunks, x, nullptr, nullptr, nullptr,
-                                                           nullptr, w.partial);
+  partial_kernel<Pass::Sum>
+      <<<grid, kThreads, 0, stream>>>(p, chunks, x, nullptr, nullptr, nullptr, nullptr, w.partial);
   SN_LAUNCH_CHECK("batch_norm partial_kernel<Sum>", stream);
   finalize_mean_kernel<<<channel_grid(p.C), kThreads, 0, stream>>>(p, chunks, w.partial, w.stat);
   SN_LAUNCH_CHECK("batch_norm finalize_mean_kernel", stream);
-  partial_kernel<Pass::SqDev><<<grid, kThreads, 0, stream>>>(p, chunks, x, nullptr, w.stat,
-                                                             nullptr, nullptr, w.partial);
+  partial_kernel<Pass::SqDev>
+      <<<grid, kThreads, 0, stream>>>(p, chunks, x, nullptr, w.stat, nullptr, nullptr, w.partial);
   SN_LAUNCH_CHECK("batch_norm partial_kernel<SqDev>", stream);
   finalize_var_kernel<<<channel_grid(p.C), kThreads, 0, stream>>>(
       p, chunks, w.partial, w.stat, gamma, save_mean, save_invstd, running_mean, running_var,
@@ -247,16 +248,16 @@ void batch_norm_backward_cuda(const BatchNormParams& p, bool training, const flo
   const int chunks = chunks_for(p);
   const Workspace w = carve(p, workspace);
   const dim3 grid(static_cast<unsigned>(p.C), static_cast<unsigned>(chunks));
-  partial_kernel<Pass::Backward><<<grid, kThreads, 0, stream>>>(
-      p, chunks, x, dy, nullptr, save_mean, save_invstd, w.partial);
+  partial_kernel<Pass::Backward>
+      <<<grid, kThreads, 0, stream>>>(p, chunks, x, dy, nullptr, save_mean, save_invstd, w.partial);
   SN_LAUNCH_CHECK("batch_norm partial_kernel<Backward>", stream);
-  finalize_backward_kernel<<<channel_grid(p.C), kThreads, 0, stream>>>(p, chunks, w.partial,
-                                                                       w.stat, dgamma, dbeta);
+  finalize_backward_kernel<<<channel_grid(p.C), kThreads, 0, stream>>>(p, chunks, w.partial, w.stat,
+                                                                       dgamma, dbeta);
   SN_LAUNCH_CHECK("batch_norm finalize_backward_kernel", stream);
   if (dx == nullptr) return;
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.HW;
-  backward_dx_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, training, x, dy, gamma,
-                                                               save_mean, save_invstd, w.stat, dx);
+  backward_dx_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, training, x, dy, gamma, save_mean,
+                                                               save_invstd, w.stat, dx);
   SN_LAUNCH_CHECK("batch_norm backward_dx_kernel", stream);
 }
 

@@ -36,28 +36,32 @@ constexpr int kMaxSplit = 128;
 constexpr int kTargetBlocks = 264;
 
 struct ConvPlan {
-  int nb;               // images per chunk
-  int64_t crs, pq;      // C*R*S, P*Q
-  int64_t col_floats;   // nb * crs * pq, rounded up to a multiple of 4 (float4 alignment)
-  int64_t dyt_floats;   // nb * K * pq, rounded likewise
-  int max_split;        // split-K slices the partial buffer has room for
+  int nb;              // images per chunk
+  int64_t crs, pq;     // C*R*S, P*Q
+  int64_t col_floats;  // nb * crs * pq, rounded up to a multiple of 4 (float4 alignment)
+  int64_t dyt_floats;  // nb * K * pq, rounded likewise
+  int max_split;       // split-K slices the partial buffer has room for
   int64_t total_floats;
 };
 
-int64_t round4(int64_t v) { return (v + 3) / 4 * 4; }
+int64_t round4(int64_t v) {
+  return (v + 3) / 4 * 4;
+}
 
 ConvPlan conv_plan(const Conv2dParams& p) {
   ConvPlan pl{};
   pl.crs = static_cast<int64_t>(p.C) * p.R * p.S;
   pl.pq = static_cast<int64_t>(p.P) * p.Q;
   const int64_t per_image = pl.crs * pl.pq + static_cast<int64_t>(p.K) * pl.pq;
-  pl.nb = static_cast<int>(std::clamp<int64_t>(kColBudgetFloats / per_image, 1,
-                                               std::min(p.N, 65535)));
+  pl.nb =
+      static_cast<int>(std::clamp<int64_t>(kColBudgetFloats / per_image, 1, std::min(p.N, 65535)));
   pl.col_floats = round4(pl.nb * pl.crs * pl.pq);
   pl.dyt_floats = round4(pl.nb * p.K * pl.pq);
   const int64_t dw_floats = round4(static_cast<int64_t>(p.K) * pl.crs);
-  pl.max_split = static_cast<int>(std::clamp<int64_t>(kSplitBudgetFloats / dw_floats, 1, kMaxSplit));
-  pl.total_floats = pl.col_floats + pl.dyt_floats + (pl.max_split > 1 ? pl.max_split * dw_floats : 0);
+  pl.max_split =
+      static_cast<int>(std::clamp<int64_t>(kSplitBudgetFloats / dw_floats, 1, kMaxSplit));
+  pl.total_floats =
+      pl.col_floats + pl.dyt_floats + (pl.max_split > 1 ? pl.max_split * dw_floats : 0);
   return pl;
 }
 
@@ -189,8 +193,8 @@ void conv2d_forward_cuda(const Conv2dParams& p, const float* x, const float* w, 
     const int nb = std::min(pl.nb, p.N - n0);
     const float* src = x + n0 * chw;
     if (!is_pointwise(p)) {
-      im2col_kernel<false><<<grid_for(nb * pl.crs * pl.pq), kThreads, 0, stream>>>(p, n0, nb, x,
-                                                                                   col);
+      im2col_kernel<false>
+          <<<grid_for(nb * pl.crs * pl.pq), kThreads, 0, stream>>>(p, n0, nb, x, col);
       SN_LAUNCH_CHECK("im2col_kernel", stream);
       src = col;
     }
@@ -250,8 +254,8 @@ void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const fl
     split = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(split, len / 512)));
     const int64_t slice = round4((len + split - 1) / split);  // float4-aligned slice starts
     split = static_cast<int>((len + slice - 1) / slice);
-    GemmParams g = gemm_params(false, true, p.K, static_cast<int>(pl.crs), static_cast<int>(len),
-                               1.0f, 1.0f);
+    GemmParams g =
+        gemm_params(false, true, p.K, static_cast<int>(pl.crs), static_cast<int>(len), 1.0f, 1.0f);
     if (split <= 1) {
       gemm_batched(g, dyt, 0, col, 0, dw, 0, 1, stream);  // dW += dyT colᵀ
       continue;
@@ -268,7 +272,7 @@ void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const fl
   }
   if (db != nullptr) {
     bias_grad_kernel<<<static_cast<unsigned>(std::min(p.K, 65535)), kThreads, 0, stream>>>(p, dy,
-                                                                                          db);
+                                                                                           db);
     SN_LAUNCH_CHECK("bias_grad_kernel", stream);
   }
 }

@@ -23,32 +23,42 @@ void launch(const char* name, int64_t n, Stream stream, F f) {
 }
 
 struct ReluForward {
-  const float* x; float* y;
+  const float* x;
+  float* y;
   __device__ void operator()(int64_t i) const { y[i] = x[i] > 0.0f ? x[i] : 0.0f; }
 };
 struct ReluBackward {
-  const float* y; const float* dy; float* dx;
+  const float* y;
+  const float* dy;
+  float* dx;
   __device__ void operator()(int64_t i) const { dx[i] += y[i] > 0.0f ? dy[i] : 0.0f; }
 };
 // 1 / (1 + e^-x): e^-x -> inf gives 0, -> 0 gives 1; never NaN for finite x.
 struct SigmoidForward {
-  const float* x; float* y;
+  const float* x;
+  float* y;
   __device__ void operator()(int64_t i) const { y[i] = 1.0f / (1.0f + expf(-x[i])); }
 };
 struct SigmoidBackward {
-  const float* y; const float* dy; float* dx;
+  const float* y;
+  const float* dy;
+  float* dx;
   __device__ void operator()(int64_t i) const { dx[i] += dy[i] * y[i] * (1.0f - y[i]); }
 };
 struct Add {
-  const float* a; const float* b; float* y;
+  const float* a;
+  const float* b;
+  float* y;
   __device__ void operator()(int64_t i) const { y[i] = a[i] + b[i]; }
 };
 struct Accumulate {
-  const float* x; float* y;
+  const float* x;
+  float* y;
   __device__ void operator()(int64_t i) const { y[i] += x[i]; }
 };
 struct Fill {
-  float value; float* y;
+  float value;
+  float* y;
   __device__ void operator()(int64_t i) const { y[i] = value; }
 };
 

@@ -44,7 +44,10 @@ __device__ __forceinline__ void load4(const float* __restrict__ X, int ld, int r
     const float* ptr = X + static_cast<int64_t>(row) * ld + col;
     if (vec && col + 3 < cols) {
       const float4 f = __ldg(reinterpret_cast<const float4*>(ptr));
-      v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+      v[0] = f.x;
+      v[1] = f.y;
+      v[2] = f.z;
+      v[3] = f.w;
       return;
     }
 #pragma unroll
@@ -80,16 +83,18 @@ __device__ __forceinline__ void store_tile(float (*S)[LDS], const float (&v)[4])
   }
 }
 
-__device__ __forceinline__ void store_c(float* __restrict__ C, int ldc, int M, int N, int m,
-                                        int n, const float* acc, float alpha, float beta,
-                                        bool vec) {
+__device__ __forceinline__ void store_c(float* __restrict__ C, int ldc, int M, int N, int m, int n,
+                                        const float* acc, float alpha, float beta, bool vec) {
   if (m >= M) return;
   float* ptr = C + static_cast<int64_t>(m) * ldc + n;
   if (vec && n + 3 < N) {
     float4 out = make_float4(alpha * acc[0], alpha * acc[1], alpha * acc[2], alpha * acc[3]);
     if (beta != 0.0f) {
       const float4 old = *reinterpret_cast<const float4*>(ptr);
-      out.x += beta * old.x; out.y += beta * old.y; out.z += beta * old.z; out.w += beta * old.w;
+      out.x += beta * old.x;
+      out.y += beta * old.y;
+      out.z += beta * old.z;
+      out.w += beta * old.w;
     }
     *reinterpret_cast<float4*>(ptr) = out;
     return;
@@ -162,10 +167,22 @@ __global__ void __launch_bounds__(THREADS, 2)
       const float4 a1 = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
       const float4 b0 = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
       const float4 b1 = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
-      a[0] = a0.x; a[1] = a0.y; a[2] = a0.z; a[3] = a0.w;
-      a[4] = a1.x; a[5] = a1.y; a[6] = a1.z; a[7] = a1.w;
-      bb[0] = b0.x; bb[1] = b0.y; bb[2] = b0.z; bb[3] = b0.w;
-      bb[4] = b1.x; bb[5] = b1.y; bb[6] = b1.z; bb[7] = b1.w;
+      a[0] = a0.x;
+      a[1] = a0.y;
+      a[2] = a0.z;
+      a[3] = a0.w;
+      a[4] = a1.x;
+      a[5] = a1.y;
+      a[6] = a1.z;
+      a[7] = a1.w;
+      bb[0] = b0.x;
+      bb[1] = b0.y;
+      bb[2] = b0.z;
+      bb[3] = b0.w;
+      bb[4] = b1.x;
+      bb[5] = b1.y;
+      bb[6] = b1.z;
+      bb[7] = b1.w;
 #pragma unroll
       for (int i = 0; i < 8; ++i)
 #pragma unroll
@@ -186,7 +203,9 @@ __global__ void __launch_bounds__(THREADS, 2)
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
 
 }  // namespace
 
@@ -211,12 +230,15 @@ void gemm_batched_own(const GemmParams& p, const float* A, int64_t stride_a, con
   const bool vec_b = aligned16(B) && p.ldb % 4 == 0 && stride_b % 4 == 0;
   const bool vec_c = aligned16(C) && p.ldc % 4 == 0 && stride_c % 4 == 0;
   const int64_t tiles = static_cast<int64_t>((p.M + BM - 1) / BM) * ((p.N + BN - 1) / BN);
-  require(tiles <= 0x7fffffffLL && static_cast<int64_t>(GROUP_M) * ((p.N + BN - 1) / BN) <= 0x7fffffffLL,
-          "gemm", "C of " + std::to_string(p.M) + " x " + std::to_string(p.N) +
-                      " has too many 128 x 128 tiles for one launch");
+  require(tiles <= 0x7fffffffLL &&
+              static_cast<int64_t>(GROUP_M) * ((p.N + BN - 1) / BN) <= 0x7fffffffLL,
+          "gemm",
+          "C of " + std::to_string(p.M) + " x " + std::to_string(p.N) +
+              " has too many 128 x 128 tiles for one launch");
   const unsigned gx = static_cast<unsigned>(tiles);
-  auto* kernel = p.trans_a ? (p.trans_b ? sgemm_kernel_v1<true, true> : sgemm_kernel_v1<true, false>)
-                           : (p.trans_b ? sgemm_kernel_v1<false, true> : sgemm_kernel_v1<false, false>);
+  auto* kernel = p.trans_a
+                     ? (p.trans_b ? sgemm_kernel_v1<true, true> : sgemm_kernel_v1<true, false>)
+                     : (p.trans_b ? sgemm_kernel_v1<false, true> : sgemm_kernel_v1<false, false>);
   for (int b0 = 0; b0 < batch; b0 += 65535) {
     const unsigned gy = static_cast<unsigned>(std::min(batch - b0, 65535));
     kernel<<<dim3(gx, gy), THREADS, 0, stream>>>(p.M, p.N, p.K, A, p.lda, stride_a, B, p.ldb,

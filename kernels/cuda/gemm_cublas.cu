@@ -51,12 +51,12 @@ void gemm_batched_cublas(const GemmParams& p, const float* A, int64_t stride_a, 
   // cuBLAS rejects a leading dimension of 0 even when nothing is read.
   const int lda = std::max(p.lda, 1), ldb = std::max(p.ldb, 1), ldc = std::max(p.ldc, 1);
   if (batch == 1) {
-    SN_CUBLAS_CHECK(cublasSgemm(h, op_b, op_a, p.N, p.M, p.K, &p.alpha, B, ldb, A, lda, &p.beta,
-                                C, ldc));
+    SN_CUBLAS_CHECK(
+        cublasSgemm(h, op_b, op_a, p.N, p.M, p.K, &p.alpha, B, ldb, A, lda, &p.beta, C, ldc));
   } else {
     SN_CUBLAS_CHECK(cublasSgemmStridedBatched(h, op_b, op_a, p.N, p.M, p.K, &p.alpha, B, ldb,
-                                              stride_b, A, lda, stride_a, &p.beta, C, ldc,
-                                              stride_c, batch));
+                                              stride_b, A, lda, stride_a, &p.beta, C, ldc, stride_c,
+                                              batch));
   }
 }
 

@@ -130,8 +130,12 @@ __global__ void global_avg_backward_kernel(int planes, int hw, const float* __re
   for (int64_t i = global_tid(); i < total; i += grid_stride()) dx[i] += dy[i / hw] * inv;
 }
 
-int64_t outputs(const Pool2dParams& p) { return static_cast<int64_t>(p.N) * p.C * p.P * p.Q; }
-int64_t inputs(const Pool2dParams& p) { return static_cast<int64_t>(p.N) * p.C * p.H * p.W; }
+int64_t outputs(const Pool2dParams& p) {
+  return static_cast<int64_t>(p.N) * p.C * p.P * p.Q;
+}
+int64_t inputs(const Pool2dParams& p) {
+  return static_cast<int64_t>(p.N) * p.C * p.H * p.W;
+}
 
 }  // namespace
 

@@ -101,9 +101,9 @@ __global__ void resize_backward_kernel(ResizeParams p, const float* __restrict__
   }
 }
 
-__global__ void resize_gather_u8_kernel(ResizeParams p, int count, const uint8_t* __restrict__ images,
-                                        const int32_t* __restrict__ index,
-                                        float* __restrict__ y) {
+__global__ void resize_gather_u8_kernel(ResizeParams p, int count,
+                                        const uint8_t* __restrict__ images,
+                                        const int32_t* __restrict__ index, float* __restrict__ y) {
   const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
   const int64_t out_plane = static_cast<int64_t>(p.OH) * p.OW;
   const int64_t total = static_cast<int64_t>(p.N) * out_plane;
@@ -139,8 +139,8 @@ void resize_bilinear_backward_cuda(const ResizeParams& p, const float* dy, float
   SN_LAUNCH_CHECK("resize_backward_kernel", stream);
 }
 
-void resize_gather_u8_cuda(const ResizeParams& p, int count, const uint8_t* images, const int32_t* index,
-                           float* y, Stream stream) {
+void resize_gather_u8_cuda(const ResizeParams& p, int count, const uint8_t* images,
+                           const int32_t* index, float* y, Stream stream) {
   const int64_t total = static_cast<int64_t>(p.N) * p.OH * p.OW;
   if (total <= 0) return;
   resize_gather_u8_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, count, images, index, y);

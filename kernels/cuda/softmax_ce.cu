@@ -82,9 +82,9 @@ __device__ __forceinline__ int row_argmax(const float* r, int C) {
   return best;
 }
 
-__global__ void argmax_kernel(int N, int C, const float* __restrict__ x, int32_t* __restrict__ idx) {
-  for (int64_t n = global_tid(); n < N; n += grid_stride())
-    idx[n] = row_argmax(x + n * C, C);
+__global__ void argmax_kernel(int N, int C, const float* __restrict__ x,
+                              int32_t* __restrict__ idx) {
+  for (int64_t n = global_tid(); n < N; n += grid_stride()) idx[n] = row_argmax(x + n * C, C);
 }
 
 __global__ void count_correct_kernel(int N, int C, const float* __restrict__ logits,
@@ -121,8 +121,8 @@ void argmax_rows_cuda(int N, int C, const float* x, int32_t* idx, Stream stream)
   SN_LAUNCH_CHECK("argmax_kernel", stream);
 }
 
-void count_correct_cuda(int N, int C, const float* logits, const int32_t* labels,
-                        int32_t* correct, Stream stream) {
+void count_correct_cuda(int N, int C, const float* logits, const int32_t* labels, int32_t* correct,
+                        Stream stream) {
   count_correct_kernel<<<1, kThreads, 0, stream>>>(N, C, logits, labels, correct);
   SN_LAUNCH_CHECK("count_correct_kernel", stream);
 }
