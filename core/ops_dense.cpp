@@ -1,0 +1,129 @@
+// conv2d and linear: checks, dispatch and autograd nodes (see core/ops.h).
+#include "core/ops_internal.h"
+#include "kernels/conv2d.h"
+#include "kernels/linear.h"
+
+namespace scratchnet {
+
+using namespace ops_detail;
+
+// --- conv2d -------------------------------------------------------------------
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad) {
+  [[maybe_unused]] const char* op = "conv2d";
+  check_dtype(op, "input", x, DType::F32);
+  check_dtype(op, "weight", w, DType::F32);
+  check_shape(x.ndim() == 4, op, "input of shape (N, C, H, W)", x);
+  check_shape(w.ndim() == 4 && w.size(1) == x.size(1), op,
+              "weight of shape (K, " + std::to_string(x.size(1)) + ", R, S)", w);
+  if (b.defined()) {
+    check_dtype(op, "bias", b, DType::F32);
+    check_shape(b.ndim() == 1 && b.size(0) == w.size(0), op,
+                "bias of shape (" + std::to_string(w.size(0)) + ",)", b);
+  }
+  check_same_device(op, {&x, &w, &b});
+  const auto p = k::conv2d_params(as_int(op, "N", x.size(0)), as_int(op, "C", x.size(1)),
+                                  as_int(op, "H", x.size(2)), as_int(op, "W", x.size(3)),
+                                  as_int(op, "K", w.size(0)), as_int(op, "R", w.size(2)),
+                                  as_int(op, "S", w.size(3)), stride, pad);
+  const Device d = x.device();
+  Tensor y = Tensor::empty({p.N, p.K, p.P, p.Q}, d);
+  if (d.is_cuda()) {
+    SN_GPU(Tensor ws = workspace(k::conv2d_workspace_bytes_cuda(p), d);
+           k::conv2d_forward_cuda(p, x.data<float>(), w.data<float>(), ptr_or_null(b),
+                                  y.data<float>(), ws.data<uint8_t>(), stream()));
+  } else {
+    k::conv2d_forward_cpu(p, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
+  }
+  if (needs_grad({&x, &w, &b})) {
+    record(y, op, {x, w, b},
+           [p, xs = x.detach(), ws_ = w.detach(), has_bias = b.defined()](
+               const Tensor& gy, const std::vector<Tensor>& g) {
+             [[maybe_unused]] const char* op = "conv2d backward";
+             const Device d = gy.device();
+             if (g[0].defined()) {
+               if (d.is_cuda()) {
+                 SN_GPU(Tensor ws = workspace(k::conv2d_workspace_bytes_cuda(p), d);
+                        k::conv2d_backward_data_cuda(p, gy.data<float>(), ws_.data<float>(),
+                                                     g[0].data<float>(), ws.data<uint8_t>(),
+                                                     stream()));
+               } else {
+                 k::conv2d_backward_data_cpu(p, gy.data<float>(), ws_.data<float>(),
+                                             g[0].data<float>());
+               }
+             }
+             if (g[1].defined() || (has_bias && g[2].defined())) {
+               Tensor dw = or_scratch(g[1], ws_);
+               float* db = has_bias ? ptr_or_null(g[2]) : nullptr;
+               if (d.is_cuda()) {
+                 SN_GPU(Tensor ws = workspace(k::conv2d_workspace_bytes_cuda(p), d);
+                        k::conv2d_backward_weight_cuda(p, xs.data<float>(), gy.data<float>(),
+                                                       dw.data<float>(), db, ws.data<uint8_t>(),
+                                                       stream()));
+               } else {
+                 k::conv2d_backward_weight_cpu(p, xs.data<float>(), gy.data<float>(),
+                                               dw.data<float>(), db);
+               }
+             }
+           });
+  }
+  return y;
+}
+
+// --- linear -------------------------------------------------------------------
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  [[maybe_unused]] const char* op = "linear";
+  check_dtype(op, "input", x, DType::F32);
+  check_dtype(op, "weight", w, DType::F32);
+  check_shape(x.ndim() == 2, op, "input of shape (N, in_features)", x);
+  check_shape(w.ndim() == 2 && w.size(1) == x.size(1), op,
+              "weight of shape (out_features, " + std::to_string(x.size(1)) + ")", w);
+  if (b.defined()) {
+    check_dtype(op, "bias", b, DType::F32);
+    check_shape(b.ndim() == 1 && b.size(0) == w.size(0), op,
+                "bias of shape (" + std::to_string(w.size(0)) + ",)", b);
+  }
+  check_same_device(op, {&x, &w, &b});
+  const auto p = k::linear_params(as_int(op, "N", x.size(0)), as_int(op, "in", x.size(1)),
+                                  as_int(op, "out", w.size(0)));
+  const Device d = x.device();
+  Tensor y = Tensor::empty({p.N, p.OUT}, d);
+  if (d.is_cuda()) {
+    SN_GPU(k::linear_forward_cuda(p, x.data<float>(), w.data<float>(), ptr_or_null(b),
+                                  y.data<float>(), stream()));
+  } else {
+    k::linear_forward_cpu(p, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
+  }
+  if (needs_grad({&x, &w, &b})) {
+    record(y, op, {x, w, b},
+           [p, xs = x.detach(), ws = w.detach(), has_bias = b.defined()](
+               const Tensor& gy, const std::vector<Tensor>& g) {
+             [[maybe_unused]] const char* op = "linear backward";
+             const bool gpu = gy.is_cuda();
+             if (g[0].defined()) {
+               if (gpu) {
+                 SN_GPU(k::linear_backward_data_cuda(p, gy.data<float>(), ws.data<float>(),
+                                                     g[0].data<float>(), stream()));
+               } else {
+                 k::linear_backward_data_cpu(p, gy.data<float>(), ws.data<float>(),
+                                             g[0].data<float>());
+               }
+             }
+             if (g[1].defined() || (has_bias && g[2].defined())) {
+               Tensor dw = or_scratch(g[1], ws);
+               float* db = has_bias ? ptr_or_null(g[2]) : nullptr;
+               if (gpu) {
+                 SN_GPU(k::linear_backward_weight_cuda(p, xs.data<float>(), gy.data<float>(),
+                                                       dw.data<float>(), db, stream()));
+               } else {
+                 k::linear_backward_weight_cpu(p, xs.data<float>(), gy.data<float>(),
+                                               dw.data<float>(), db);
+               }
+             }
+           });
+  }
+  return y;
+}
+
+}  // namespace scratchnet
