@@ -4,6 +4,8 @@
 // (R*S) or the plane size (global pool). Hand cases are sums of a few exact
 // small integers: they must match to float rounding (1e-6 relative).
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "core/autograd.h"
@@ -98,6 +100,30 @@ TEST_CASE("max_pool2d ties go to the first maximum", "[pool]") {
   Tensor y = max_pool2d(x, 2, 2);
   y.backward(Tensor::full(y.shape(), 1.0f));
   CHECK(x.grad().to_vector() == std::vector<float>{1, 0, 0, 0});
+}
+
+TEST_CASE("max_pool2d propagates NaN: the first NaN of a window wins", "[pool]") {
+  // As PyTorch's CPU kernel: a NaN beats any number, and once a window holds
+  // a NaN neither a later NaN nor a larger number replaces it.
+  //   row 0:   1  9  nan  5
+  //   row 1: nan  2  nan  7      2x2 windows, stride 2 (row 2 is left over)
+  //   row 2:   4  6    3  8
+  // Window 0 (1, 9, nan, 2): the NaN after the maximum wins, flat index 4.
+  // Window 1 (nan, 5, nan, 7): the first of two NaNs, flat index 2.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor x4 = Tensor::from_vector<float>({1, 9, nan, 5, nan, 2, nan, 7, 4, 6, 3, 8}, {1, 1, 3, 4});
+  x4.set_requires_grad(true);
+  Tensor y4 = max_pool2d(x4, 2, 2);
+  const std::vector<float> out = y4.to_vector();
+  REQUIRE(out.size() == 2);
+  CHECK(std::isnan(out[0]));
+  CHECK(std::isnan(out[1]));
+  y4.backward(Tensor::full(y4.shape(), 1.0f));
+  const std::vector<float> g = x4.grad().to_vector();
+  std::vector<float> want(12, 0.0f);
+  want[4] = 1.0f;
+  want[2] = 1.0f;
+  CHECK(g == want);
 }
 
 TEST_CASE("avg_pool2d with padding divides by the full window", "[pool]") {

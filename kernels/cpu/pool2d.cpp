@@ -44,14 +44,26 @@ void max_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y, int
         // pad <= kernel/2 guarantees a non-empty window (pool2d_params).
         int best_i = rh.lo * p.W + rw.lo;
         float best = -std::numeric_limits<float>::infinity();
+        // Fast path: branch-free first maximum, noting whether a NaN went by
+        // (folding the NaN rule into the select makes it several times slower).
+        bool nan_seen = false;
         for (int h = rh.lo; h < rh.hi; ++h)
           for (int w = rw.lo; w < rw.hi; ++w) {
             const float v = xp[h * p.W + w];
-            if (v > best || (std::isnan(v) && !std::isnan(best))) {
-              best = v;
-              best_i = h * p.W + w;
-            }
+            const bool take = v > best;
+            best = take ? v : best;
+            best_i = take ? h * p.W + w : best_i;
+            nan_seen |= v != v;
           }
+        if (nan_seen) {  // rare: the first NaN of the window wins
+          for (int h = rh.lo; h < rh.hi && !std::isnan(best); ++h)
+            for (int w = rw.lo; w < rw.hi; ++w)
+              if (std::isnan(xp[h * p.W + w])) {
+                best = xp[h * p.W + w];
+                best_i = h * p.W + w;
+                break;
+              }
+        }
         yp[oh * p.Q + ow] = best;
         ap[oh * p.Q + ow] = best_i;
       }
