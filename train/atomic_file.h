@@ -2,6 +2,7 @@
 // half-written file where a good one was.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <string>
 
 namespace scratchnet {
@@ -29,5 +30,21 @@ class AtomicFileWriter {
 
 // Writes `text` to `path` through an AtomicFileWriter.
 void write_file_atomically(const std::string& path, const std::string& text);
+
+// Fault injection, for tests only: while a FaultInjection lives, every
+// AtomicFileWriter asks `fail` before each system call (creating the
+// temporary, each write, fsync, rename) whether to fail it; a true answer
+// makes that call fail with EIO, as a full or broken disk would. This is how
+// the tests prove that a failure at any step of a checkpoint leaves a
+// resumable run. One at a time; not thread-safe.
+enum class FileOp { Create, Write, Sync, Rename };
+class FaultInjection {
+ public:
+  using Hook = std::function<bool(FileOp op, const std::string& path)>;
+  explicit FaultInjection(Hook fail);
+  ~FaultInjection();
+  FaultInjection(const FaultInjection&) = delete;
+  FaultInjection& operator=(const FaultInjection&) = delete;
+};
 
 }  // namespace scratchnet

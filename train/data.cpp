@@ -86,7 +86,8 @@ Loader::Loader(const Split& split, int batch_size, int image_size, bool shuffle)
 }
 
 int Loader::num_batches() const {
-  return (split_.count + batch_size_ - 1) / batch_size_;
+  // In 64 bits: count + batch_size - 1 overflows an int for a huge batch.
+  return static_cast<int>((int64_t{split_.count} + batch_size_ - 1) / batch_size_);
 }
 
 void Loader::start_epoch(Generator& gen) {
@@ -101,8 +102,8 @@ Batch Loader::batch(int i) const {
                      std::to_string(num_batches()) + ")");
   if (!order_.defined())
     throw Error("Loader: call start_epoch() before batch() on a shuffling loader");
-  const int begin = i * batch_size_;
-  const int size = std::min(batch_size_, split_.count - begin);
+  const int64_t begin = int64_t{i} * batch_size_;
+  const int size = static_cast<int>(std::min<int64_t>(batch_size_, split_.count - begin));
   const Tensor index = Tensor::view_of(
       order_.storage(), order_.offset_bytes() + static_cast<std::size_t>(begin) * sizeof(int32_t),
       {size}, DType::I32);

@@ -43,7 +43,11 @@ std::vector<MetricsRow> metrics_from_json(const std::string& json, const std::st
     if (!a.is_array()) throw ValueError(source + ": the metrics history is not a JSON array");
     for (const auto& o : a) {
       MetricsRow r;
-      r.epoch = o.at("epoch").get<int>();
+      // Checked in its own type: get<int>() would wrap 2^32 + 1 to 1.
+      const auto& e = o.at("epoch");
+      if (!e.is_number_unsigned() || e.get<uint64_t>() < 1 || e.get<uint64_t>() > 1000000)
+        throw ValueError(source + ": an epoch of the metrics history is not in 1..1000000");
+      r.epoch = static_cast<int>(e.get<uint64_t>());
       r.train_loss = o.at("train_loss").get<double>();
       r.train_acc = o.at("train_acc").get<double>();
       r.test_acc = o.at("test_acc").get<double>();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace scratchnet {
 
@@ -62,13 +64,13 @@ struct Entry {
 
 Entry parse_entry(const std::string& path, const std::string& name, const json& v,
                   uint64_t data_size) {
-  const std::string where = "tensor '" + name + "'";
+  const std::string where = "tensor '" + escape_bytes(name) + "'";
   if (!v.is_object()) bad(path, where + " is not a JSON object");
   Entry e{name, DType::F32, {}, 0, 0};
   const auto dt = v.find("dtype");
   if (dt == v.end() || !dt->is_string()) bad(path, where + " has no \"dtype\" string");
   if (!parse_dtype(dt->get<std::string>(), e.dtype))
-    bad(path, where + " has dtype " + dt->get<std::string>() +
+    bad(path, where + " has dtype " + escape_bytes(dt->get<std::string>()) +
                   ", which scratchnet does not read (F32, I32, U8, I64 only)");
   const auto sh = v.find("shape");
   if (sh == v.end() || !sh->is_array()) bad(path, where + " has no \"shape\" array");
@@ -79,7 +81,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
       bad(path, where + " has a shape entry that is not an integer >= 0");
     const uint64_t n = d.get<uint64_t>();
     if (n > (uint64_t{1} << 62) || (n != 0 && numel > (uint64_t{1} << 62) / n))
-      bad(path, where + " has a shape too large to be real: " + sh->dump());
+      bad(path, where + " has a shape too large to be real: " + escape_bytes(sh->dump()));
     numel *= n;
     e.shape.push_back(static_cast<int64_t>(n));
   }
@@ -90,14 +92,15 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   e.begin = (*off)[0].get<uint64_t>();
   e.end = (*off)[1].get<uint64_t>();
   if (e.begin > e.end || e.end > data_size)
-    bad(path, where + " has data_offsets " + off->dump() + " outside the data section of " +
-                  std::to_string(data_size) + " bytes (truncated file?)");
+    bad(path, where + " has data_offsets " + escape_bytes(off->dump()) +
+                  " outside the data section of " + std::to_string(data_size) +
+                  " bytes (truncated file?)");
   if (numel > (uint64_t{1} << 59))
-    bad(path, where + " has a shape too large to be real: " + sh->dump());
+    bad(path, where + " has a shape too large to be real: " + escape_bytes(sh->dump()));
   const uint64_t bytes = numel * dtype_size(e.dtype);
   if (e.end - e.begin != bytes)
     bad(path, where + " has " + std::to_string(e.end - e.begin) + " bytes of data but " +
-                  dt->get<std::string>() + " " + shape_str(e.shape) + " needs " +
+                  escape_bytes(dt->get<std::string>()) + " " + shape_str(e.shape) + " needs " +
                   std::to_string(bytes));
   return e;
 }
@@ -156,20 +159,24 @@ void save(const std::string& path, const std::vector<NamedTensor>& tensors,
   out.commit();
 }
 
-File load(const std::string& path) {
+namespace {
+
+// Opens `path`, checks its length prefix and parses its JSON header; `in` is
+// left just after the header. size: the file's size; n: the header length.
+json read_header(const std::string& path, std::ifstream& in, uint64_t& size, uint64_t& n) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     bad(path, std::filesystem::exists(path, ec) ? "is not a regular file" : "no such file");
-  const uint64_t size = std::filesystem::file_size(path, ec);
+  size = std::filesystem::file_size(path, ec);
   if (ec) bad(path, "cannot read its size: " + ec.message());
-  std::ifstream in(path, std::ios::binary);
+  in.open(path, std::ios::binary);
   if (!in) bad(path, std::string("cannot open: ") + std::strerror(errno));
   if (size < 8)
     bad(path, "the file is " + std::to_string(size) +
                   " bytes, shorter than the 8-byte header length (empty or truncated?)");
   unsigned char len[8];
   if (!in.read(reinterpret_cast<char*>(len), 8)) bad(path, "cannot read the header length");
-  uint64_t n = 0;
+  n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];
   if (n > size - 8)
     bad(path, "the header length " + std::to_string(n) + " runs past the end of the file (" +
@@ -183,20 +190,43 @@ File load(const std::string& path) {
   try {
     header = json::parse(text);
   } catch (const json::exception& e) {
-    bad(path, std::string("the header is not valid JSON (") + e.what() + ")");
+    // The parser quotes what it read: file content, so escaped.
+    bad(path, "the header is not valid JSON (" + escape_bytes(e.what(), 200) + ")");
   }
   if (!header.is_object()) bad(path, "the header is not a JSON object");
+  return header;
+}
 
+std::map<std::string, std::string> parse_metadata(const std::string& path, const json& value) {
+  if (!value.is_object()) bad(path, "\"__metadata__\" is not an object of strings");
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : value.items()) {
+    if (!v.is_string()) bad(path, "metadata value of '" + escape_bytes(k) + "' is not a string");
+    out[k] = v.get<std::string>();
+  }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> read_metadata(const std::string& path) {
+  std::ifstream in;
+  uint64_t size = 0, n = 0;
+  const json header = read_header(path, in, size, n);
+  const auto it = header.find(kMetadataKey);
+  return it == header.end() ? std::map<std::string, std::string>{} : parse_metadata(path, *it);
+}
+
+File load(const std::string& path) {
+  std::ifstream in;
+  uint64_t size = 0, n = 0;
+  const json header = read_header(path, in, size, n);
   const uint64_t data_start = 8 + n, data_size = size - data_start;
   File file;
   std::vector<Entry> entries;
   for (const auto& [key, value] : header.items()) {
     if (key == kMetadataKey) {
-      if (!value.is_object()) bad(path, "\"__metadata__\" is not an object of strings");
-      for (const auto& [k, v] : value.items()) {
-        if (!v.is_string()) bad(path, "metadata value of '" + k + "' is not a string");
-        file.metadata[k] = v.get<std::string>();
-      }
+      file.metadata = parse_metadata(path, value);
       continue;
     }
     entries.push_back(parse_entry(path, key, value, data_size));
@@ -207,8 +237,8 @@ File load(const std::string& path) {
             [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
   for (std::size_t i = 1; i < by_offset.size(); ++i)
     if (by_offset[i]->begin < by_offset[i - 1]->end)
-      bad(path, "the data of tensors '" + by_offset[i - 1]->name + "' and '" + by_offset[i]->name +
-                    "' overlap");
+      bad(path, "the data of tensors '" + escape_bytes(by_offset[i - 1]->name) + "' and '" +
+                    escape_bytes(by_offset[i]->name) + "' overlap");
 
   for (const auto& e : entries) {
     Tensor t = Tensor::empty(e.shape, Device::cpu(), e.dtype);
@@ -231,11 +261,41 @@ File load(const std::string& path) {
     if (bytes > 0) {
       in.seekg(static_cast<std::streamoff>(data_start + e.begin));
       if (!in.read(dst, static_cast<std::streamsize>(bytes)))
-        bad(path, "cannot read the data of tensor '" + e.name + "' (file changed or truncated?)");
+        bad(path, "cannot read the data of tensor '" + escape_bytes(e.name) +
+                      "' (file changed or truncated?)");
     }
     file.tensors.push_back({e.name, std::move(t)});
   }
   return file;
+}
+
+void require_finite(const File& file, const std::string& path_for_messages) {
+  std::string first;
+  int64_t nan = 0, inf = 0;
+  int tensors = 0;
+  for (const auto& nt : file.tensors) {
+    if (nt.tensor.dtype() != DType::F32) continue;
+    int64_t n = 0, i = 0;
+    const float* p = nt.tensor.host<float>();
+    for (int64_t k = 0, e = nt.tensor.numel(); k < e; ++k) {
+      n += std::isnan(p[k]) ? 1 : 0;
+      i += std::isinf(p[k]) ? 1 : 0;
+    }
+    if (n + i == 0) continue;
+    if (tensors++ == 0) {
+      first = escape_bytes(nt.name);
+      nan = n;
+      inf = i;
+    }
+  }
+  if (tensors == 0) return;
+  std::string counts;
+  if (nan) counts = std::to_string(nan) + " NaN";
+  if (inf) counts += (counts.empty() ? "" : " and ") + std::to_string(inf) + " infinite";
+  throw IoError(path_for_messages + ": the weights hold " + counts + " values in " + first +
+                (tensors > 1 ? " (and " + std::to_string(tensors - 1) + " more tensors)" : "") +
+                "; the run that wrote them diverged. Use an earlier checkpoint "
+                "(model_best.safetensors?) or train again with a smaller --lr");
 }
 
 void load_into(Module& module, const File& file, const std::string& path_for_messages) {
@@ -258,7 +318,7 @@ void load_into(Module& module, const File& file, const std::string& path_for_mes
                          " " + shape_str(nt.tensor.shape()));
   }
   for (const auto& nt : file.tensors)
-    if (!used.count(nt.name)) problems.push_back("unexpected key '" + nt.name + "'");
+    if (!used.count(nt.name)) problems.push_back("unexpected key '" + escape_bytes(nt.name) + "'");
   if (!problems.empty()) {
     std::string msg =
         "checkpoint " + path_for_messages + " does not fit this model (saved for another model?): ";

@@ -34,6 +34,14 @@ struct File {
 // Reads and validates a whole file; IoError naming the file and the problem.
 File load(const std::string& path);
 
+// Only the "__metadata__" of a file (reads just the header); IoError as load.
+std::map<std::string, std::string> read_metadata(const std::string& path);
+
+// IoError when a float tensor of `file` holds NaN or Inf, naming the first
+// such tensor and the counts ("weights hold 3 NaN values in conv1.weight"):
+// weights from a diverged run must not be evaluated, served or resumed.
+void require_finite(const File& file, const std::string& path_for_messages);
+
 // Copies `file`'s tensors into module.state_dict() by name (to whatever
 // device the module's tensors live on). Strict, like PyTorch: every key of the
 // module present with the same shape and dtype, and no extra keys; otherwise

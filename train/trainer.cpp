@@ -12,6 +12,7 @@
 #include "core/ops.h"
 #include "models/models.h"
 #include "train/data.h"
+#include "train/run_dir.h"
 
 namespace scratchnet::train {
 
@@ -140,22 +141,40 @@ Predictions predict_all(Module& model, data::Loader& loader) {
 Trainer::Trainer(TrainConfig config, std::ostream& log, bool terminal)
     : config_(std::move(config)), log_(log), terminal_(terminal), gen_(config_.seed) {
   const TrainConfig& c = config_;
-  if (c.epochs < 1)
-    throw ValueError("train: --epochs must be >= 1, got " + std::to_string(c.epochs));
+  if (c.epochs < 1 || c.epochs > kMaxEpochs)
+    throw ValueError("train: --epochs must be in 1.." + std::to_string(kMaxEpochs) + ", got " +
+                     std::to_string(c.epochs));
   if (c.batch_size < 1)
     throw ValueError("train: --batch-size must be >= 1, got " + std::to_string(c.batch_size));
   if (c.train_limit < 0 || c.test_limit < 0)
     throw ValueError("train: --train-limit and --test-limit must be >= 0 (0 means all)");
+  if (!(c.max_loss >= 0))
+    throw ValueError("train: --max-loss must be >= 0 (0 turns the check off)");
   models::check_input_size(c.model, c.image_size);
   device_ = parse_device(c.device);
   if (config_.data_dir.empty()) config_.data_dir = data::default_data_dir();
+  // A run directory belongs to one run: a resumed run continues where it is.
+  if (!c.resume.empty()) {
+    const std::string run = run_dir_of(c.resume, "resume");
+    if (!config_.out_dir.empty() && !same_directory(config_.out_dir, run))
+      throw ValueError("train: --resume continues " + run + " in its own directory, not in --out " +
+                       config_.out_dir + "; drop --out (or copy the run first: cp -r " + run + " " +
+                       config_.out_dir + ", then --resume " + config_.out_dir + ")");
+    config_.out_dir = run;
+  }
 
   // Data first: a missing data directory is the most likely mistake, and
   // should be reported before anything is created on disk.
   auto train_split = data::load_split(config_.data_dir, true, device_, limit_arg(c.train_limit));
   auto test_split = data::load_split(config_.data_dir, false, device_, limit_arg(c.test_limit));
+  if (c.batch_size > train_split.count) {
+    log_ << "note: --batch-size " << c.batch_size << " is larger than the " << train_split.count
+         << " training images; using " << train_split.count << "\n";
+    config_.batch_size = train_split.count;
+  }
   train_loader_ = std::make_unique<data::Loader>(train_split, c.batch_size, c.image_size, true);
-  test_loader_ = std::make_unique<data::Loader>(test_split, c.batch_size, c.image_size, false);
+  test_loader_ = std::make_unique<data::Loader>(
+      test_split, std::min(c.batch_size, test_split.count), c.image_size, false);
 
   model_ = models::make(c.model, gen_, c.width_divisor);
   model_->to(device_);
@@ -166,16 +185,22 @@ Trainer::Trainer(TrainConfig config, std::ostream& log, bool terminal)
   sc.weight_decay = c.weight_decay;
   opt_ = std::make_unique<SGD>(pack_parameters(*model_), sc);
 
-  if (!c.resume.empty()) resume_from(c.resume);
-
   if (config_.out_dir.empty()) config_.out_dir = default_run_dir(c.model);
   out_dir_ = config_.out_dir;
   std::error_code ec;
   fs::create_directories(out_dir_, ec);
   if (ec) throw IoError("train: cannot create the run directory " + out_dir_ + ": " + ec.message());
-  if (c.resume.empty() && fs::exists(fs::path(out_dir_) / kModelFileName))
-    throw ValueError("train: " + out_dir_ + " already holds a run (" + kModelFileName +
-                     "); continue it with --resume " + out_dir_ + " or choose another --out");
+  // Everything from here on reads or writes the run directory: lock it first.
+  lock_ = std::make_unique<RunLock>(out_dir_);
+  if (!c.resume.empty()) {
+    resume_from(out_dir_);
+    repair_exports();
+  } else {
+    for (const char* f : {kStateFileName, kModelFileName})
+      if (fs::exists(fs::path(out_dir_) / f))
+        throw ValueError("train: " + out_dir_ + " already holds a run (" + f +
+                         "); continue it with --resume " + out_dir_ + " or choose another --out");
+  }
   write_config();
 }
 
@@ -183,15 +208,23 @@ Trainer::~Trainer() = default;
 
 void Trainer::check_losses(const std::vector<float>& losses, int epoch, int first_batch) const {
   for (std::size_t i = 0; i < losses.size(); ++i) {
-    if (std::isfinite(losses[i])) continue;
+    const bool finite = std::isfinite(losses[i]);
+    if (finite && (config_.max_loss <= 0 || losses[i] <= config_.max_loss)) continue;
     const int last_good = epoch - 1;
-    char lr[32];
+    char lr[32], value[96];
     std::snprintf(lr, sizeof lr, "%g", static_cast<double>(config_.lr));
+    if (finite)
+      std::snprintf(value, sizeof value, "%.4g, above the divergence bound %g (--max-loss)",
+                    static_cast<double>(losses[i]), config_.max_loss);
+    else
+      std::snprintf(value, sizeof value, "%s",
+                    std::isnan(losses[i]) ? "NaN"
+                    : losses[i] > 0       ? "+Inf"
+                                          : "-Inf");
     std::string where = last_good > 0 ? "the checkpoint of epoch " + std::to_string(last_good) +
                                             " in " + out_dir_ + " is kept"
                                       : "no checkpoint was written";
-    const std::string value = std::isnan(losses[i]) ? "NaN" : losses[i] > 0 ? "+Inf" : "-Inf";
-    throw TrainingDiverged("training diverged: the loss is " + value + " at epoch " +
+    throw TrainingDiverged("training diverged: the loss is " + std::string(value) + " at epoch " +
                            std::to_string(epoch) + ", batch " +
                            std::to_string(first_batch + static_cast<int>(i) + 1) + "; " + where +
                            "; try a smaller --lr (now " + lr + ")");

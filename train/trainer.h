@@ -12,11 +12,23 @@
 // Generator whose (seed, offset) is saved after every epoch, so on the CPU a
 // resumed run reproduces an uninterrupted one exactly.
 //
-// Files in the run directory, each written atomically after every epoch:
-//   metrics.csv, config.json, training_curves.png, model.safetensors
-//   (PyTorch state_dict keys; metadata format/model/epoch) and
-//   train_state.safetensors (momentum buffers; metadata epoch, rng, steps,
-//   the metrics history as JSON).
+// Files in the run directory, each written atomically after every epoch, in
+// this order:
+//   train_state.safetensors  everything a resume needs, in one file: the
+//                            weights and buffers ("model." + state_dict key),
+//                            the momentum buffers, and in its metadata the
+//                            epoch, optimizer steps, generator state, metrics
+//                            history and settings. Its rename commits the
+//                            epoch: a crash before it leaves the previous
+//                            epoch resumable, a crash after it this one.
+//   model.safetensors        the weights for eval, predict and PyTorch
+//                            (state_dict keys; metadata format/model/epoch)
+//   model_best.safetensors   the same, of the epoch with the best test
+//                            accuracy so far (written when that is this one)
+//   metrics.csv, config.json, training_curves.png
+// Everything after the state is derived from it; a resume rewrites what a
+// crash left behind the state (model.safetensors of an older epoch, ...).
+// train.lock (see run_dir.h) keeps a second writer out.
 #pragma once
 #include <cstdint>
 #include <iosfwd>
@@ -38,6 +50,16 @@ namespace scratchnet::train {
 
 inline constexpr const char* kModelFileName = "model.safetensors";
 inline constexpr const char* kStateFileName = "train_state.safetensors";
+inline constexpr const char* kBestFileName = "model_best.safetensors";
+
+// The largest --epochs, and the largest epoch number read from a file.
+inline constexpr int kMaxEpochs = 1000000;
+// The default divergence bound: 10^4 times ln(10), the cross-entropy of a
+// uniform guess over the 10 classes. A sane run starts near ln(10) and goes
+// down; a batch loss above this means the weights have blown up.
+inline constexpr double kDefaultMaxLoss = 23025.850929940458;
+
+class RunLock;
 
 struct TrainConfig {
   std::string model;  // a models::names() entry
@@ -54,7 +76,14 @@ struct TrainConfig {
   int64_t train_limit = 0;  // use the first N training images; 0: all
   int64_t test_limit = 0;
   std::string out_dir;  // empty: the resume dir, else runs/<model>-<time>
-  std::string resume;   // a run directory or its model.safetensors; empty: new run
+  std::string resume;   // a run directory or a file in it; empty: new run
+  // Training stops (TrainingDiverged) when a batch's loss exceeds this;
+  // 0 turns the check off (NaN and Inf always stop training).
+  double max_loss = kDefaultMaxLoss;
+  // A resume may change settings that change what the metrics mean (batch
+  // size, image size, width divisor, train/test limits) only with this; every
+  // change is recorded in config.json's "changes".
+  bool allow_changes = false;
 };
 
 // Ctrl-C during run(): the current step finishes, nothing half-written is
@@ -64,7 +93,8 @@ class Interrupted : public Error {
   using Error::Error;
 };
 
-// The loss became NaN or infinite; names the epoch and batch.
+// The loss became NaN or infinite, or exceeded max_loss; names the epoch
+// and batch.
 class TrainingDiverged : public Error {
  public:
   using Error::Error;
@@ -96,9 +126,14 @@ class Trainer {
   MetricsRow train_epoch(int epoch);
   void check_losses(const std::vector<float>& losses, int epoch, int first_batch) const;
   void write_checkpoint(int epoch);
+  void write_weights(const std::string& file, int epoch) const;
+  void write_exports(int epoch);
+  void write_reports() const;
+  void repair_exports();
+  int best_epoch() const;
   std::string config_json() const;
   void write_config() const;
-  void resume_from(const std::string& path);
+  void resume_from(const std::string& dir);
 
   TrainConfig config_;
   std::ostream& log_;
@@ -111,6 +146,8 @@ class Trainer {
   std::unique_ptr<data::Loader> train_loader_, test_loader_;
   int epochs_done_ = 0;
   std::vector<MetricsRow> history_;
+  std::string changes_ = "[]";  // JSON array: the settings changed by resumes
+  std::unique_ptr<RunLock> lock_;
 };
 
 // Top-1 accuracy of `model` over every batch of `loader` (which must not
@@ -124,9 +161,10 @@ struct Predictions {
 };
 Predictions predict_all(Module& model, data::Loader& loader);
 
-// The settings a run was started with, from its train_state.safetensors
-// (`resume_path` as TrainConfig::resume); resume is set to resume_path. For
-// the command line to fill in what a resuming user leaves out.
+// The settings a run was last trained with, from its train_state.safetensors
+// (`resume_path` as TrainConfig::resume); resume is set to resume_path and
+// out_dir to the run directory. For the command line to fill in what a
+// resuming user leaves out.
 TrainConfig saved_config(const std::string& resume_path);
 
 // The Ctrl-C flag behind Interrupted, for loops outside the Trainer (eval).

@@ -1,10 +1,6 @@
-// The Trainer's files: the run's config, the per-epoch checkpoints, and
-// reading them back for --resume. A checkpoint is two safetensors files,
-// each written atomically: model.safetensors (PyTorch's state_dict keys, so
-// torch can load it) and train_state.safetensors (momentum buffers, and in
-// its metadata the epoch, optimizer step count, generator state, metrics
-// history and settings). Both carry the epoch, so a mismatched pair (a crash
-// between the two renames) is detected on resume.
+// The Trainer's files: the run's config, the per-epoch checkpoint and its
+// exports, and reading them back for --resume (see trainer.h for the order
+// and what a crash at any point leaves).
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,20 +9,22 @@
 #include <ostream>
 
 #include "core/cuda.h"
+#include "core/text.h"
 #include "train/atomic_file.h"
 #include "train/data.h"
 #include "train/plot.h"
+#include "train/run_dir.h"
 #include "train/safetensors.h"
 #include "train/trainer.h"
 
 namespace scratchnet::train {
 
 namespace fs = std::filesystem;
+using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* kModelFile = kModelFileName;
-constexpr const char* kStateFile = kStateFileName;
+constexpr const char* kWeightPrefix = "model.";
 constexpr const char* kMomentumPrefix = "momentum_buffer.";
 
 const std::string& meta(const std::map<std::string, std::string>& m, const std::string& key,
@@ -38,37 +36,62 @@ const std::string& meta(const std::map<std::string, std::string>& m, const std::
   return it->second;
 }
 
-uint64_t meta_u64(const std::map<std::string, std::string>& m, const std::string& key,
-                  const std::string& file) {
+// An integer in 0..hi from the metadata, checked in its own type.
+uint64_t meta_uint(const std::map<std::string, std::string>& m, const std::string& key,
+                   const std::string& file, uint64_t hi) {
   const std::string& s = meta(m, key, file);
-  try {
-    std::size_t used = 0;
-    const unsigned long long v = std::stoull(s, &used);
-    if (used == s.size() && s[0] != '-') return v;
-  } catch (const std::exception&) {
-  }
-  throw IoError(file + ": metadata \"" + key + "\" is not a non-negative integer: \"" + s + "\"");
+  if (const auto v = parse_unsigned(s, hi)) return *v;
+  throw IoError(file + ": metadata \"" + key + "\" is not an integer in 0.." + std::to_string(hi) +
+                ": \"" + escape_bytes(s) + "\"");
 }
 
-struct CheckpointPaths {
-  fs::path model, state;
-};
+// An integer of a JSON object in [lo, hi]: nlohmann's get<int>() would wrap
+// 2^32 + 1 to 1 without a word.
+int64_t json_int(const json& j, const char* key, int64_t lo, int64_t hi, const std::string& file) {
+  const json& v = j.at(key);
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= static_cast<uint64_t>(hi) &&
+      static_cast<int64_t>(v.get<uint64_t>()) >= lo)
+    return static_cast<int64_t>(v.get<uint64_t>());
+  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() >= lo &&
+      v.get<int64_t>() <= hi)
+    return v.get<int64_t>();
+  throw IoError(file + ": setting \"" + key + "\" is not an integer in " + std::to_string(lo) +
+                ".." + std::to_string(hi) + ": " + escape_bytes(v.dump()));
+}
 
-// A run directory or its model.safetensors -> both checkpoint files, which
-// must exist (IoError saying what is missing).
-CheckpointPaths checkpoint_paths(const std::string& path) {
-  fs::path model_path(path);
-  if (fs::is_directory(model_path)) model_path /= kModelFile;
-  if (!model_path.has_parent_path()) model_path = fs::path(".") / model_path;
-  const fs::path state_path = model_path.parent_path() / kStateFile;
-  if (!fs::exists(model_path))
-    throw IoError("resume: " + model_path.string() +
-                  " does not exist (give a run directory or its " + kModelFile + ")");
-  if (!fs::exists(state_path))
-    throw IoError("resume: " + state_path.string() +
-                  " is missing; without it the optimizer and "
-                  "RNG state are unknown (start a new run instead)");
-  return {model_path, state_path};
+fs::path state_path_of(const std::string& dir) {
+  const fs::path p = fs::path(dir) / kStateFileName;
+  if (!fs::exists(p))
+    throw IoError("resume: " + p.string() +
+                  " is missing; without it the weights, optimizer and RNG state are unknown "
+                  "(not a run directory? start a new run instead)");
+  return p;
+}
+
+// The settings saved in a state file's "config" metadata.
+TrainConfig config_from_json(const std::string& text, const std::string& file) {
+  TrainConfig c;
+  try {
+    const auto j = json::parse(text);
+    c.model = j.at("model").get<std::string>();
+    c.epochs = static_cast<int>(json_int(j, "epochs", 1, kMaxEpochs, file));
+    c.batch_size = static_cast<int>(json_int(j, "batch_size", 1, INT32_MAX, file));
+    c.lr = j.at("lr").get<float>();
+    c.momentum = j.at("momentum").get<float>();
+    c.weight_decay = j.at("weight_decay").get<float>();
+    c.image_size = static_cast<int>(json_int(j, "image_size", 1, 4096, file));
+    c.width_divisor = static_cast<int>(json_int(j, "width_divisor", 1, 4096, file));
+    c.device = j.at("device").get<std::string>();
+    c.data_dir = j.at("data_dir").get<std::string>();
+    c.seed = j.at("seed").get<uint64_t>();
+    c.train_limit = json_int(j, "train_limit", 0, INT64_MAX, file);
+    c.test_limit = json_int(j, "test_limit", 0, INT64_MAX, file);
+    c.out_dir = j.at("out_dir").get<std::string>();
+    if (j.contains("max_loss")) c.max_loss = j.at("max_loss").get<double>();
+  } catch (const json::exception& e) {
+    throw IoError(file + ": malformed \"config\" metadata (" + escape_bytes(e.what(), 200) + ")");
+  }
+  return c;
 }
 
 // A float as the short decimal the user typed (0.9, not 0.8999999761581421).
@@ -78,42 +101,116 @@ double decimal(float v) {
   return std::strtod(buf, nullptr);
 }
 
+// Settings whose change makes the metrics of later epochs incomparable with
+// the earlier ones, then those that only steer the optimisation: both are
+// recorded, only the first kind needs --allow-changes.
+json settings_of(const TrainConfig& c, bool meaning) {
+  if (meaning)
+    return {{"batch_size", c.batch_size},
+            {"image_size", c.image_size},
+            {"width_divisor", c.width_divisor},
+            {"train_limit", c.train_limit},
+            {"test_limit", c.test_limit}};
+  return {{"lr", decimal(c.lr)},
+          {"momentum", decimal(c.momentum)},
+          {"weight_decay", decimal(c.weight_decay)},
+          {"device", c.device},
+          {"data_dir", c.data_dir},
+          {"max_loss", c.max_loss}};
+}
+
+std::string flag_of(const std::string& key) {
+  std::string f = "--" + key;
+  for (char& ch : f)
+    if (ch == '_') ch = '-';
+  return f == "--image-size" ? "--resize" : f;
+}
+
 }  // namespace
 
-void Trainer::resume_from(const std::string& path) {
-  const auto [model_path, state_path] = checkpoint_paths(path);
-  const fs::path dir = model_path.parent_path();
-  const safetensors::File weights = safetensors::load(model_path.string());
-  const safetensors::File state = safetensors::load(state_path.string());
-  const std::string mfile = model_path.string(), sfile = state_path.string();
-  const std::string& saved_model = meta(weights.metadata, "model", mfile);
+void Trainer::resume_from(const std::string& dir) {
+  const fs::path state_path = state_path_of(dir);
+  const std::string sfile = state_path.string();
+  const safetensors::File state = safetensors::load(sfile);
+  const std::string& saved_model = meta(state.metadata, "model", sfile);
   if (saved_model != config_.model)
-    throw ValueError("resume: " + mfile + " holds a " + saved_model + ", not a " + config_.model +
-                     " (pass --model " + saved_model + ")");
-  const uint64_t epoch = meta_u64(state.metadata, "epoch", sfile);
-  if (meta_u64(weights.metadata, "epoch", mfile) != epoch)
-    throw IoError("resume: " + mfile + " and " + sfile +
-                  " are from different epochs (an interrupted write?); start a new run");
-  safetensors::load_into(*model_, weights, mfile);
+    throw ValueError("resume: " + dir + " is a " + escape_bytes(saved_model) + " run; --model " +
+                     config_.model +
+                     " cannot continue it (drop --model, or start a new run "
+                     "with another --out)");
+  const auto epoch = static_cast<int>(meta_uint(state.metadata, "epoch", sfile, kMaxEpochs));
 
+  // Changed settings: refused when they change what the metrics mean,
+  // unless allowed; recorded either way.
+  const TrainConfig saved = config_from_json(meta(state.metadata, "config", sfile), sfile);
+  json changes = json::array();
+  if (const auto it = state.metadata.find("changes"); it != state.metadata.end()) {
+    changes = json::parse(it->second, nullptr, false);
+    if (!changes.is_array()) throw IoError(sfile + ": malformed \"changes\" metadata");
+  }
+  json changed = json::object();
+  std::string refused;
+  for (const bool meaning : {true, false}) {
+    const json before = settings_of(saved, meaning), now = settings_of(config_, meaning);
+    for (const auto& [key, value] : now.items()) {
+      if (before.at(key) == value) continue;
+      changed[key] = {{"from", before.at(key)}, {"to", value}};
+      if (meaning)
+        refused += (refused.empty() ? "" : ", ") + flag_of(key) + " " +
+                   escape_bytes(before.at(key).dump()) + " -> " + escape_bytes(value.dump());
+    }
+  }
+  if (!refused.empty() && !config_.allow_changes)
+    throw ValueError("resume: " + refused + " would change what the metrics of " + dir +
+                     " mean (epochs before and after would not compare); pass --allow-changes "
+                     "to continue anyway (the change is recorded in config.json), or start a "
+                     "new run");
+  if (!changed.empty()) {
+    changes.push_back({{"from_epoch", epoch + 1}, {"changed", changed}});
+    log_ << "note: settings changed from epoch " << epoch + 1 << ": " << changed.dump()
+         << " (recorded in config.json)\n";
+  }
+  changes_ = changes.dump();
+
+  // The weights: in the state file itself; an older run kept them only in
+  // model.safetensors, which must then be of the same epoch.
+  safetensors::File weights;
   std::vector<NamedTensor> buffers;
-  const std::string prefix = kMomentumPrefix;
-  for (const auto& t : state.tensors)
-    if (t.name.rfind(prefix, 0) == 0) buffers.push_back({t.name.substr(prefix.size()), t.tensor});
-  opt_->load_state(buffers, static_cast<int64_t>(meta_u64(state.metadata, "steps", sfile)));
-  gen_.set_state(meta_u64(state.metadata, "rng_seed", sfile),
-                 meta_u64(state.metadata, "rng_offset", sfile));
+  const std::string wp = kWeightPrefix, mp = kMomentumPrefix;
+  for (const auto& t : state.tensors) {
+    if (t.name.rfind(wp, 0) == 0) weights.tensors.push_back({t.name.substr(wp.size()), t.tensor});
+    if (t.name.rfind(mp, 0) == 0) buffers.push_back({t.name.substr(mp.size()), t.tensor});
+  }
+  std::string wfile = sfile;
+  if (weights.tensors.empty()) {
+    wfile = (fs::path(dir) / kModelFileName).string();
+    weights = safetensors::load(wfile);
+    if (meta_uint(weights.metadata, "epoch", wfile, kMaxEpochs) != static_cast<uint64_t>(epoch))
+      throw IoError("resume: " + wfile + " and " + sfile +
+                    " are from different epochs (a run of an older scratchnet interrupted while "
+                    "writing its checkpoint); start a new run");
+  }
+  safetensors::require_finite(weights, wfile);
+  safetensors::require_finite(state, sfile);
+  safetensors::load_into(*model_, weights, wfile);
+
+  opt_->load_state(buffers, static_cast<int64_t>(meta_uint(state.metadata, "steps", sfile,
+                                                           static_cast<uint64_t>(INT64_MAX))));
+  gen_.set_state(meta_uint(state.metadata, "rng_seed", sfile, UINT64_MAX),
+                 meta_uint(state.metadata, "rng_offset", sfile, UINT64_MAX));
   history_ = metrics_from_json(meta(state.metadata, "metrics", sfile), sfile);
-  if (history_.size() > epoch) history_.resize(epoch);
-  epochs_done_ = static_cast<int>(epoch);
-  if (config_.out_dir.empty()) config_.out_dir = dir.string();
-  log_ << "resuming " << config_.model << " from " << dir.string() << " after epoch " << epoch
-       << "\n";
+  if (history_.size() > static_cast<std::size_t>(epoch)) history_.resize(epoch);
+  for (std::size_t i = 0; i < history_.size(); ++i)
+    if (history_[i].epoch != static_cast<int>(i) + 1)
+      throw IoError(sfile + ": the metrics history is out of order (row " + std::to_string(i + 1) +
+                    " says epoch " + std::to_string(history_[i].epoch) + ")");
+  epochs_done_ = epoch;
+  log_ << "resuming " << config_.model << " from " << dir << " after epoch " << epoch << "\n";
 }
 
 std::string Trainer::config_json() const {
   const TrainConfig& c = config_;
-  nlohmann::json j = {
+  json j = {
       {"model", c.model},
       {"epochs", c.epochs},
       {"batch_size", c.batch_size},
@@ -131,8 +228,10 @@ std::string Trainer::config_json() const {
       {"test_limit", c.test_limit},
       {"train_examples", train_loader_->count()},
       {"test_examples", test_loader_->count()},
+      {"max_loss", c.max_loss},
       {"out_dir", out_dir_},
       {"resume", c.resume},
+      {"changes", json::parse(changes_)},
       {"scratchnet_version", SCRATCHNET_VERSION},
   };
   return j.dump(2) + "\n";
@@ -143,48 +242,43 @@ void Trainer::write_config() const {
 }
 
 TrainConfig saved_config(const std::string& resume_path) {
-  const auto paths = checkpoint_paths(resume_path);
-  const std::string file = paths.state.string();
-  const safetensors::File state = safetensors::load(file);
-  TrainConfig c;
-  try {
-    const auto j = nlohmann::json::parse(meta(state.metadata, "config", file));
-    c.model = j.at("model").get<std::string>();
-    c.epochs = j.at("epochs").get<int>();
-    c.batch_size = j.at("batch_size").get<int>();
-    c.lr = j.at("lr").get<float>();
-    c.momentum = j.at("momentum").get<float>();
-    c.weight_decay = j.at("weight_decay").get<float>();
-    c.image_size = j.at("image_size").get<int>();
-    c.width_divisor = j.at("width_divisor").get<int>();
-    c.device = j.at("device").get<std::string>();
-    c.data_dir = j.at("data_dir").get<std::string>();
-    c.seed = j.at("seed").get<uint64_t>();
-    c.train_limit = j.at("train_limit").get<int64_t>();
-    c.test_limit = j.at("test_limit").get<int64_t>();
-    c.out_dir = j.at("out_dir").get<std::string>();
-  } catch (const nlohmann::json::exception& e) {
-    throw IoError(file + ": malformed \"config\" metadata (" + e.what() + ")");
-  }
+  const std::string dir = run_dir_of(resume_path, "resume");
+  const std::string file = state_path_of(dir).string();
+  TrainConfig c = config_from_json(meta(safetensors::read_metadata(file), "config", file), file);
   c.resume = resume_path;
+  c.out_dir = dir;
   return c;
 }
 
-void Trainer::write_checkpoint(int epoch) {
-  const fs::path dir(out_dir_);
+int Trainer::best_epoch() const {
+  int best = 0;
+  for (const auto& r : history_)
+    if (best == 0 || r.test_acc > history_[static_cast<std::size_t>(best - 1)].test_acc)
+      best = r.epoch;
+  return best;
+}
+
+void Trainer::write_weights(const std::string& file, int epoch) const {
   std::vector<NamedTensor> weights;
   for (auto& t : model_->state_dict()) weights.push_back({t.name, t.tensor});
-  safetensors::save((dir / kModelFile).string(), weights,
-                    {{"format", "pt"},
-                     {"model", config_.model},
-                     {"epoch", std::to_string(epoch)},
-                     // So that eval and predict rebuild the same model at the same size.
-                     {"image_size", std::to_string(config_.image_size)},
-                     {"width_divisor", std::to_string(config_.width_divisor)}});
+  std::map<std::string, std::string> m{
+      {"format", "pt"},
+      {"model", config_.model},
+      {"epoch", std::to_string(epoch)},
+      // So that eval and predict rebuild the same model at the same size.
+      {"image_size", std::to_string(config_.image_size)},
+      {"width_divisor", std::to_string(config_.width_divisor)}};
+  if (epoch >= 1 && static_cast<std::size_t>(epoch) <= history_.size())
+    m["test_acc"] = std::to_string(history_[static_cast<std::size_t>(epoch - 1)].test_acc);
+  safetensors::save((fs::path(out_dir_) / file).string(), weights, m);
+}
 
-  std::vector<NamedTensor> buffers;
-  for (auto& b : opt_->momentum_buffers()) buffers.push_back({kMomentumPrefix + b.name, b.tensor});
-  safetensors::save((dir / kStateFile).string(), buffers,
+void Trainer::write_checkpoint(int epoch) {
+  // The commit point of the epoch: one file, one rename.
+  std::vector<NamedTensor> tensors;
+  for (auto& t : model_->state_dict()) tensors.push_back({kWeightPrefix + t.name, t.tensor});
+  for (auto& b : opt_->momentum_buffers()) tensors.push_back({kMomentumPrefix + b.name, b.tensor});
+  safetensors::save((fs::path(out_dir_) / kStateFileName).string(), tensors,
                     {{"format", "scratchnet-train-state"},
                      {"model", config_.model},
                      {"epoch", std::to_string(epoch)},
@@ -193,9 +287,23 @@ void Trainer::write_checkpoint(int epoch) {
                      {"rng_offset", std::to_string(gen_.offset())},
                      {"metrics", metrics_to_json(history_)},
                      {"config", config_json()},
+                     {"changes", changes_},
+                     {"image_size", std::to_string(config_.image_size)},
+                     {"width_divisor", std::to_string(config_.width_divisor)},
                      {"scratchnet_version", SCRATCHNET_VERSION}});
+  write_exports(epoch);
+}
 
+void Trainer::write_exports(int epoch) {
+  write_weights(kModelFileName, epoch);
+  if (best_epoch() == epoch) write_weights(kBestFileName, epoch);
+  write_reports();
+}
+
+void Trainer::write_reports() const {
+  const fs::path dir(out_dir_);
   write_file_atomically((dir / "metrics.csv").string(), metrics_csv(history_));
+  write_config();
   std::vector<plot::Series> series(3);
   series[0].label = "train loss";
   series[1].label = "train acc";
@@ -207,6 +315,30 @@ void Trainer::write_checkpoint(int epoch) {
   }
   plot::write_line_chart((dir / "training_curves.png").string(), series, "epoch",
                          config_.model + " on Fashion-MNIST");
+}
+
+// After a crash between the state and its exports: the exports of the
+// state's epoch, written again from the weights just resumed. The reports
+// (metrics.csv, config.json, the plot) are small: always rewritten.
+void Trainer::repair_exports() {
+  if (epochs_done_ < 1) return;
+  auto behind = [&](const char* file) {
+    try {
+      const auto m = safetensors::read_metadata((fs::path(out_dir_) / file).string());
+      const auto it = m.find("epoch");
+      return it == m.end() || it->second != std::to_string(epochs_done_);
+    } catch (const IoError&) {
+      return true;  // missing or unreadable: write it again
+    }
+  };
+  const bool model = behind(kModelFileName);
+  const bool best = best_epoch() == epochs_done_ && behind(kBestFileName);
+  if (model || best)
+    log_ << "note: " << out_dir_ << " was interrupted after the checkpoint of epoch "
+         << epochs_done_ << "; rewriting the files derived from it\n";
+  if (model) write_weights(kModelFileName, epochs_done_);
+  if (best) write_weights(kBestFileName, epochs_done_);
+  write_reports();
 }
 
 }  // namespace scratchnet::train
