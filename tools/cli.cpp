@@ -1,8 +1,10 @@
 #include "tools/cli.h"
 
+#include <filesystem>
 #include <iostream>
 #include <new>
 
+#include "core/text.h"
 #include "models/models.h"
 #include "tools/bench.h"
 #include "tools/commands.h"
@@ -91,6 +93,25 @@ CLI::Validator number_at_least(double lo, bool strict, const std::string& name) 
 
 }  // namespace
 
+CLI::Validator integer_in(int64_t lo, int64_t hi) {
+  const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+  return CLI::Validator(
+      [lo, hi, range](std::string& s) -> std::string {
+        if (parse_integer(s, lo, hi)) return {};
+        return "value must be an integer in " + range + ", got '" + s + "'";
+      },
+      "INT in " + range);
+}
+
+CLI::Validator unsigned_64() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (parse_unsigned(s)) return {};
+        return "value must be an integer in 0..18446744073709551615, got '" + s + "'";
+      },
+      "UINT64");
+}
+
 CLI::Validator positive() {
   return number_at_least(0.0, true, "POSITIVE");
 }
@@ -117,28 +138,48 @@ void add_checkpoint_size_options(CLI::App& cmd, int& image_size, int& width_divi
       ->check(positive());
 }
 
-LoadedModel load_trained_model(const std::string& model_name, const std::string& weights,
+std::string weights_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return (std::filesystem::path(path) / train::kModelFileName).string();
+  return path;
+}
+
+LoadedModel load_trained_model(const std::string& model_name, const std::string& weights_path,
                                int image_size, int width_divisor, Device device) {
-  const safetensors::File file = safetensors::load(weights);
+  const std::string weights = weights_file(weights_path);
+  safetensors::File file = safetensors::load(weights);
   auto meta_int = [&](const char* key) -> int {
     auto it = file.metadata.find(key);
     if (it == file.metadata.end()) return 0;
-    try {
-      return std::stoi(it->second);
-    } catch (const std::exception&) {
-      throw IoError(weights + ": metadata \"" + key + "\" is not an integer: \"" + it->second +
-                    "\"");
-    }
+    if (const auto v = parse_integer(it->second, 1, 4096)) return static_cast<int>(*v);
+    throw IoError(weights + ": metadata \"" + key + "\" is not an integer in 1..4096: \"" +
+                  escape_bytes(it->second) + "\"");
   };
   auto it = file.metadata.find("model");
   if (it != file.metadata.end() && it->second != model_name)
-    throw ValueError(weights + " holds a " + it->second + ", not a " + model_name +
-                     " (pass --model " + it->second + ")");
+    throw ValueError(weights + " holds a " + escape_bytes(it->second) + ", not a " + model_name +
+                     " (pass --model " + escape_bytes(it->second) + ")");
+  // A run's train_state.safetensors holds the weights too, under "model.".
+  const auto format = file.metadata.find("format");
+  if (format != file.metadata.end() && format->second == "scratchnet-train-state") {
+    safetensors::File inner;
+    inner.metadata = file.metadata;
+    const std::string prefix = "model.";
+    for (auto& t : file.tensors)
+      if (t.name.rfind(prefix, 0) == 0)
+        inner.tensors.push_back({t.name.substr(prefix.size()), t.tensor});
+    if (inner.tensors.empty())
+      throw IoError(weights + " holds the optimizer state of a run, not its weights; pass the " +
+                    train::kModelFileName + " beside it (or the run directory)");
+    file = std::move(inner);
+  }
   if (image_size == 0) image_size = meta_int("image_size");
   if (image_size == 0) image_size = models::defaults(model_name).image_size;
   if (width_divisor == 0) width_divisor = meta_int("width_divisor");
   if (width_divisor == 0) width_divisor = 1;
   check_model_args(model_name, image_size, width_divisor);
+  safetensors::require_finite(file, weights);
 
   LoadedModel out;
   out.gen = std::make_unique<Generator>(0);

@@ -35,10 +35,19 @@ CLI::Validator unit_interval_validator();
 // x > 0 and x >= 0, with messages that say so (CLI11's name a huge range).
 CLI::Validator positive();
 CLI::Validator non_negative();
+// A plain decimal integer in [lo, hi], checked as text before CLI11 converts
+// it: "-1", "2^64", "1e23", "12abc" are refused, never wrapped or clamped.
+CLI::Validator integer_in(int64_t lo, int64_t hi);
+// A plain decimal integer in 0..2^64-1 (seeds).
+CLI::Validator unsigned_64();
 
 // models::check_input_size, its ValueError turned into a UsageError, and
 // width_divisor != 1 for a model that has no such knob (only VGG has).
 void check_model_args(const std::string& model, int image_size, int width_divisor);
+
+// The weights file that `path` names: a run directory means its
+// model.safetensors; a file is itself.
+std::string weights_file(const std::string& path);
 
 // --resize and --width-divisor for a command that runs trained weights (eval,
 // predict). Both stay 0 unless given: load_trained_model then takes them from
@@ -51,10 +60,13 @@ struct LoadedModel {
   std::shared_ptr<Module> model;
   int image_size = 0;
 };
-// Builds `model_name` and loads `weights` (a safetensors file) into it. When
+// Builds `model_name` and loads `weights` into it: a safetensors file
+// (model.safetensors, model_best.safetensors, PyTorch's, or a run's
+// self-contained train_state.safetensors) or a run directory. When
 // image_size / width_divisor are 0, they come from the checkpoint's metadata
 // (a scratchnet run records them) or else the model's defaults. ValueError
-// when the file says it holds another model; IoError for a bad file.
+// when the file says it holds another model; IoError for a bad file or for
+// weights holding NaN or Inf.
 LoadedModel load_trained_model(const std::string& model_name, const std::string& weights,
                                int image_size, int width_divisor, Device device);
 

@@ -1,5 +1,6 @@
 // `scratchnet eval`: test accuracy of a trained model, per class, and the
 // confusion matrix.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -64,7 +65,9 @@ void add_eval_command(CLI::App& app) {
                                      "Test accuracy, per-class accuracy and the "
                                      "confusion matrix of trained weights");
   cmd->add_option("--model,-m", a->model, "Architecture")->required()->check(model_validator());
-  cmd->add_option("--weights,-w", a->weights, "model.safetensors of a run (or PyTorch's)")
+  cmd->add_option("--weights,-w", a->weights,
+                  "A run directory, or a weights file: model.safetensors, model_best.safetensors, "
+                  "train_state.safetensors, or PyTorch's")
       ->required();
   cmd->add_option("--device", a->device, "Where to run")
       ->check(device_validator())
@@ -73,11 +76,12 @@ void add_eval_command(CLI::App& app) {
                   "Directory with the Fashion-MNIST IDX files (default: $SCRATCHNET_DATA, else "
                   "/usr/share/datasets/fashion-mnist)");
   add_checkpoint_size_options(*cmd, a->image_size, a->width_divisor);
-  cmd->add_option("--batch-size,-b", a->batch_size, "Examples per forward pass")
-      ->check(positive())
+  cmd->add_option("--batch-size,-b", a->batch_size,
+                  "Examples per forward pass (larger than the test set: clamped to it)")
+      ->check(integer_in(1, INT32_MAX))
       ->capture_default_str();
   cmd->add_option("--test-limit", a->test_limit, "Use only the first N test images (0: all)")
-      ->check(non_negative())
+      ->check(integer_in(0, INT32_MAX))
       ->capture_default_str();
   cmd->callback([a] {
     const Device device = parse_device(a->device);
@@ -86,7 +90,10 @@ void add_eval_command(CLI::App& app) {
     const data::Split split = data::load_split(dir, false, device, a->test_limit);
     LoadedModel m =
         load_trained_model(a->model, a->weights, a->image_size, a->width_divisor, device);
-    data::Loader loader(split, a->batch_size, m.image_size, false);
+    if (a->batch_size > split.count)
+      std::fprintf(stderr, "note: --batch-size %d is larger than the %d test images; using %d\n",
+                   a->batch_size, split.count, split.count);
+    data::Loader loader(split, std::min(a->batch_size, split.count), m.image_size, false);
     report(a->model, train::predict_all(*m.model, loader), device);
   });
 }

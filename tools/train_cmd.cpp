@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <optional>
 
 #include "models/models.h"
 #include "tools/cli.h"
@@ -29,10 +30,14 @@ std::string defaults_table() {
                   d.epochs, d.batch_size, static_cast<double>(d.lr), d.image_size);
     s += line;
   }
-  s += "Outputs in --out DIR, rewritten after every epoch: metrics.csv, config.json,\n"
-       "training_curves.png, model.safetensors (PyTorch state_dict keys) and\n"
-       "train_state.safetensors (for --resume). Ctrl-C stops after the current step;\n"
-       "the last finished epoch's checkpoint stays valid.";
+  s += "Outputs in --out DIR, rewritten after every epoch: train_state.safetensors\n"
+       "(everything --resume needs), model.safetensors (PyTorch state_dict keys),\n"
+       "model_best.safetensors (the best test accuracy so far), metrics.csv,\n"
+       "config.json, training_curves.png. A crash or Ctrl-C at any moment leaves the\n"
+       "run resumable from its last finished epoch: scratchnet train --resume DIR.\n"
+       "A --batch-size larger than the training set is clamped to its size, with a\n"
+       "notice. Training stops when a batch's loss is NaN, infinite or above\n"
+       "--max-loss (default 23026 = 10^4 x ln 10, the loss of a uniform guess).";
   return s;
 }
 
@@ -43,12 +48,15 @@ void add_train_command(CLI::App& app) {
   train::TrainConfig& c = args->config;
   CLI::App* cmd = app.add_subcommand("train", "Train a model on Fashion-MNIST");
   cmd->footer(defaults_table());
-  cmd->add_option("--model,-m", c.model, "Architecture")->required()->check(model_validator());
+  cmd->add_option("--model,-m", c.model, "Architecture (with --resume: the run's)")
+      ->check(model_validator());
   cmd->add_option("--epochs", args->epochs,
                   "Total number of epochs (a resumed run counts the "
                   "epochs done before)")
-      ->check(positive());
-  cmd->add_option("--batch-size,-b", args->batch_size, "Examples per step")->check(positive());
+      ->check(integer_in(1, train::kMaxEpochs));
+  cmd->add_option("--batch-size,-b", args->batch_size,
+                  "Examples per step (larger than the training set: clamped to it, with a notice)")
+      ->check(integer_in(1, INT32_MAX));
   cmd->add_option("--lr", args->lr, "Learning rate")->check(positive());
   cmd->add_option("--momentum", c.momentum, "SGD momentum")
       ->check(unit_interval_validator())
@@ -57,10 +65,10 @@ void add_train_command(CLI::App& app) {
       ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--resize", args->image_size, "Input size in pixels (images resized bilinearly)")
-      ->check(positive());
+      ->check(integer_in(1, 4096));
   cmd->add_option("--width-divisor", c.width_divisor,
                   "Divide every channel count by D (VGG: a lighter model for small GPUs/CPUs)")
-      ->check(positive())
+      ->check(integer_in(1, 4096))
       ->capture_default_str();
   cmd->add_option("--device", c.device, "Where to train")
       ->check(device_validator())
@@ -69,44 +77,64 @@ void add_train_command(CLI::App& app) {
                   "Directory with the Fashion-MNIST IDX files (default: $SCRATCHNET_DATA, else "
                   "/usr/share/datasets/fashion-mnist)");
   cmd->add_option("--seed", c.seed, "Seed of every random draw (init, shuffle, dropout)")
+      ->check(unsigned_64())
       ->capture_default_str();
   cmd->add_option("--train-limit", c.train_limit, "Use only the first N training images (0: all)")
-      ->check(non_negative())
+      ->check(integer_in(0, INT64_MAX))
       ->capture_default_str();
   cmd->add_option("--test-limit", c.test_limit, "Use only the first N test images (0: all)")
+      ->check(integer_in(0, INT64_MAX))
+      ->capture_default_str();
+  cmd->add_option("--max-loss", c.max_loss,
+                  "Stop when a batch's loss exceeds this (divergence; 0: no bound)")
       ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--out,-o", c.out_dir,
-                  "Run directory (default: runs/<model>-<YYYYmmdd-HHMMSS>, or the resumed run's)");
+                  "Run directory (default: runs/<model>-<YYYYmmdd-HHMMSS>); a new run needs a "
+                  "directory without one");
   cmd->add_option("--resume", c.resume,
-                  "Continue a run: its directory or its model.safetensors (needs "
-                  "train_state.safetensors beside it). Its settings are kept unless given again; "
+                  "Continue a run in its directory (give the directory or a file in it); "
+                  "nothing else is needed: its settings are kept unless given again, "
                   "--epochs counts the epochs done before");
+  cmd->add_flag("--allow-changes", c.allow_changes,
+                "With --resume: allow new --batch-size, --resize, --width-divisor, "
+                "--train-limit or --test-limit (recorded in config.json)");
 
   cmd->callback([args, cmd] {
     train::TrainConfig cfg = args->config;
+    std::optional<train::TrainConfig> saved;
+    if (cfg.resume.empty()) {
+      if (cfg.model.empty()) throw UsageError("--model is required (or --resume RUN_DIR)");
+      if (cfg.allow_changes) throw UsageError("--allow-changes applies to --resume only");
+    } else {
+      // A resumed run keeps its settings unless a flag changes them.
+      saved = train::saved_config(cfg.resume);
+      if (!cfg.model.empty() && cfg.model != saved->model)
+        throw UsageError(saved->out_dir + " is a " + saved->model + " run; it cannot continue as " +
+                         cfg.model + " (drop --model, or start a new run with another --out)");
+      cfg.model = saved->model;
+    }
     const auto d = models::defaults(cfg.model);
     cfg.epochs = cmd->count("--epochs") ? args->epochs : d.epochs;
     cfg.batch_size = cmd->count("--batch-size") ? args->batch_size : d.batch_size;
     cfg.lr = cmd->count("--lr") ? args->lr : d.lr;
     cfg.image_size = cmd->count("--resize") ? args->image_size : d.image_size;
-    if (!cfg.resume.empty()) {
-      // A resumed run keeps its settings unless a flag changes them.
-      const train::TrainConfig saved = train::saved_config(cfg.resume);
+    if (saved) {
       auto keep = [&](const char* flag, auto& value, const auto& old) {
         if (!cmd->count(flag)) value = old;
       };
-      keep("--epochs", cfg.epochs, saved.epochs);
-      keep("--batch-size", cfg.batch_size, saved.batch_size);
-      keep("--lr", cfg.lr, saved.lr);
-      keep("--momentum", cfg.momentum, saved.momentum);
-      keep("--weight-decay", cfg.weight_decay, saved.weight_decay);
-      keep("--resize", cfg.image_size, saved.image_size);
-      keep("--width-divisor", cfg.width_divisor, saved.width_divisor);
-      keep("--device", cfg.device, saved.device);
-      keep("--data", cfg.data_dir, saved.data_dir);
-      keep("--train-limit", cfg.train_limit, saved.train_limit);
-      keep("--test-limit", cfg.test_limit, saved.test_limit);
+      keep("--epochs", cfg.epochs, saved->epochs);
+      keep("--batch-size", cfg.batch_size, saved->batch_size);
+      keep("--lr", cfg.lr, saved->lr);
+      keep("--momentum", cfg.momentum, saved->momentum);
+      keep("--weight-decay", cfg.weight_decay, saved->weight_decay);
+      keep("--resize", cfg.image_size, saved->image_size);
+      keep("--width-divisor", cfg.width_divisor, saved->width_divisor);
+      keep("--device", cfg.device, saved->device);
+      keep("--data", cfg.data_dir, saved->data_dir);
+      keep("--train-limit", cfg.train_limit, saved->train_limit);
+      keep("--test-limit", cfg.test_limit, saved->test_limit);
+      keep("--max-loss", cfg.max_loss, saved->max_loss);
     }
     check_model_args(cfg.model, cfg.image_size, cfg.width_divisor);
     train::Trainer trainer(cfg, std::cout, train::is_terminal(STDOUT_FILENO));
