@@ -216,6 +216,8 @@ TEST_CASE("a second writer of a run directory fails at once, naming the holder",
             std::string::npos);
       CHECK(msg.find(out.file()) != std::string::npos);
     }
+    // Resuming it before its first epoch ends says who holds it, not "no state".
+    CHECK_THROWS_AS(train::saved_config(out.file()), train::RunLocked);
     first.run();
   }
   // The lock dies with its holder.

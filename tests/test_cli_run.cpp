@@ -123,6 +123,14 @@ TEST_CASE("integers are checked at the command line in their own type", "[cli][l
     CHECK(r.code == 2);
     CHECK(has(r.err, "integer"));
   }
+  for (const char* bad : {"eval --model lenet --weights w --resize 1e2",
+                          "predict --model lenet --weights w --width-divisor 2.0 x.png",
+                          "summary --model lenet --resize 28.0"}) {
+    const RunResult r = run_binary(bad);
+    INFO(bad << ": " << r.err);
+    CHECK(r.code == 2);
+    CHECK(has(r.err, "integer"));
+  }
   RunResult r =
       run_binary("train --model lenet --epochs 1 --seed 18446744073709551615 " + run.flags +
                  " --batch-size 2147483647 --out '" + run.tmp.file("big") + "'");
@@ -151,6 +159,16 @@ TEST_CASE("eval takes a run directory or its state file as weights; NaN weights 
     CHECK(r.code == 0);
     CHECK(r.out.substr(0, r.out.find('\n')) == line);
   }
+
+  // A run cut short before its first export: the weights are in the state.
+  const std::string bare = run.tmp.file("bare");
+  fs::copy(run.dir, bare);
+  fs::remove(fs::path(bare) / "model.safetensors");
+  fs::remove(fs::path(bare) / "model_best.safetensors");
+  const RunResult from_state =
+      run_binary("eval --model lenet --weights '" + bare + "' " + run.flags);
+  CHECK(from_state.code == 0);
+  CHECK(from_state.out.substr(0, from_state.out.find('\n')) == line);
 
   // A copy of the weights with NaN and Inf in conv1's weight.
   auto f = safetensors::load(run.dir + "/model.safetensors");

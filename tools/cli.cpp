@@ -132,17 +132,21 @@ void check_model_args(const std::string& model, int image_size, int width_diviso
 void add_checkpoint_size_options(CLI::App& cmd, int& image_size, int& width_divisor) {
   cmd.add_option("--resize", image_size,
                  "Input size (default: the one recorded in the checkpoint, else the model's)")
-      ->check(positive());
+      ->check(integer_in(1, 4096));
   cmd.add_option("--width-divisor", width_divisor,
                  "Channel divisor the model was trained with (default: from the checkpoint)")
-      ->check(positive());
+      ->check(integer_in(1, 4096));
 }
 
 std::string weights_file(const std::string& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    return (std::filesystem::path(path) / train::kModelFileName).string();
-  return path;
+  if (!std::filesystem::is_directory(path, ec)) return path;
+  const auto model = std::filesystem::path(path) / train::kModelFileName;
+  const auto state = std::filesystem::path(path) / train::kStateFileName;
+  // A run cut short before its first export still has its weights in the state.
+  if (!std::filesystem::exists(model, ec) && std::filesystem::exists(state, ec))
+    return state.string();
+  return model.string();
 }
 
 LoadedModel load_trained_model(const std::string& model_name, const std::string& weights_path,

@@ -46,7 +46,8 @@ CLI::Validator unsigned_64();
 void check_model_args(const std::string& model, int image_size, int width_divisor);
 
 // The weights file that `path` names: a run directory means its
-// model.safetensors; a file is itself.
+// model.safetensors (its train_state.safetensors when that is all there is);
+// a file is itself.
 std::string weights_file(const std::string& path);
 
 // --resize and --width-divisor for a command that runs trained weights (eval,

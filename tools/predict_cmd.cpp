@@ -165,6 +165,8 @@ void add_predict_command(CLI::App& app) {
         }
         std::fflush(stdout);
       } catch (const Error& e) {
+        // One image: its error is the one line run_cli prints.
+        if (a->images.size() == 1 && !a->json) throw;
         ++failed;
         r["error"] = e.what();
         // One line per unreadable file, and on with the next one.

@@ -32,9 +32,9 @@ void add_summary_command(CLI::App& app) {
                                      "parameter count");
   cmd->add_option("--model,-m", a->model, "Architecture")->required()->check(model_validator());
   cmd->add_option("--resize", a->image_size, "Input size (default: the model's)")
-      ->check(positive());
+      ->check(integer_in(1, 4096));
   cmd->add_option("--width-divisor", a->width_divisor, "Divide every channel count by D (VGG)")
-      ->check(positive())
+      ->check(integer_in(1, 4096))
       ->capture_default_str();
   cmd->callback([a] {
     const int size = a->image_size ? a->image_size : models::defaults(a->model).image_size;

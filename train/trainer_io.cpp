@@ -61,10 +61,13 @@ int64_t json_int(const json& j, const char* key, int64_t lo, int64_t hi, const s
 
 fs::path state_path_of(const std::string& dir) {
   const fs::path p = fs::path(dir) / kStateFileName;
-  if (!fs::exists(p))
+  if (!fs::exists(p)) {
+    // No epoch finished yet: say so when a training is writing there now.
+    if (fs::exists(fs::path(dir) / kLockFileName)) RunLock probe(dir);  // throws RunLocked
     throw IoError("resume: " + p.string() +
                   " is missing; without it the weights, optimizer and RNG state are unknown "
                   "(not a run directory? start a new run instead)");
+  }
   return p;
 }
 
