@@ -183,3 +183,29 @@ TEST_CASE("a batch larger than the training set is clamped to it, with a notice"
   CHECK(safetensors::read_metadata(out.file("train_state.safetensors")).at("steps") == "1");
   CHECK(nlohmann::json::parse(slurp(out.path / "config.json")).at("batch_size") == 512);
 }
+
+TEST_CASE("file content reaches error messages only escaped", "[checkpoint][text]") {
+  TempDir tmp("guards-escape");
+  // A header that is not JSON (the parser quotes the raw byte 0xff it read),
+  // and a tensor whose name holds an escape sequence.
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {std::string("{\"a\xff\x1b", 5), "\\xff"},
+      {"{\"w\\u001b[31m\": {\"dtype\": \"Q9\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
+       "\\x1b[31m"}};
+  for (const auto& [header, escaped] : cases) {
+    std::string bytes(8, '\0');
+    for (std::size_t i = 0; i < 8; ++i) bytes[i] = static_cast<char>(header.size() >> (8 * i));
+    bytes += header + std::string(4, '\0');
+    const std::string path = tmp.file("bad.safetensors");
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    try {
+      safetensors::load(path);
+      FAIL("loaded");
+    } catch (const IoError& e) {
+      const std::string msg = e.what();
+      INFO(msg);
+      for (char c : msg) CHECK((c >= 0x20 && c < 0x7f));
+      CHECK(msg.find(escaped) != std::string::npos);
+    }
+  }
+}

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace scratchnet::train {
 
@@ -56,7 +57,7 @@ std::vector<MetricsRow> metrics_from_json(const std::string& json, const std::st
       rows.push_back(r);
     }
   } catch (const nlohmann::json::exception& e) {
-    throw ValueError(source + ": malformed metrics history (" + e.what() + ")");
+    throw ValueError(source + ": malformed metrics history (" + escape_bytes(e.what(), 200) + ")");
   }
   return rows;
 }
