@@ -218,6 +218,17 @@ TEST_CASE("a second writer of a run directory fails at once, naming the holder",
     }
     // Resuming it before its first epoch ends says who holds it, not "no state".
     CHECK_THROWS_AS(train::saved_config(out.file()), train::RunLocked);
+  }
+  // Killed before its first epoch ended: nothing to resume, and it says so; a
+  // new run may start there.
+  try {
+    train::saved_config(out.file());
+    FAIL("resumed a run that never finished an epoch");
+  } catch (const IoError& e) {
+    CHECK(std::string(e.what()).find("no epoch of the run") != std::string::npos);
+  }
+  {
+    train::Trainer first(c, log, false);
     first.run();
   }
   // The lock dies with its holder.

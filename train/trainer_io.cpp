@@ -64,6 +64,11 @@ fs::path state_path_of(const std::string& dir) {
   if (!fs::exists(p)) {
     // No epoch finished yet: say so when a training is writing there now.
     if (fs::exists(fs::path(dir) / kLockFileName)) RunLock probe(dir);  // throws RunLocked
+    if (fs::exists(fs::path(dir) / "config.json"))
+      throw IoError("resume: no epoch of the run in " + dir +
+                    " had finished, so there is nothing to resume; start it again (train "
+                    "--model ... --out " +
+                    dir + ")");
     throw IoError("resume: " + p.string() +
                   " is missing; without it the weights, optimizer and RNG state are unknown "
                   "(not a run directory? start a new run instead)");
