@@ -3,6 +3,7 @@
 #include <iostream>
 #include <new>
 
+#include "kernels/cpu/threads.h"
 #include "models/models.h"
 #include "tools/bench.h"
 #include "tools/commands.h"
@@ -106,6 +107,15 @@ void check_model_args(const std::string& model, int image_size, int width_diviso
   } catch (const ValueError& e) {
     throw UsageError(e.what());
   }
+}
+
+void add_threads_option(CLI::App& cmd) {
+  cmd.add_option_function<int>(
+         "--threads", [](const int& n) { kernels::set_cpu_threads(n); },
+         "CPU threads for the kernels (default: one per core, " +
+             std::to_string(kernels::cpu_threads()) +
+             " here); idle threads sleep rather than spin unless OMP_WAIT_POLICY says otherwise")
+      ->check(positive());
 }
 
 void add_checkpoint_size_options(CLI::App& cmd, int& image_size, int& width_divisor) {

@@ -40,6 +40,10 @@ CLI::Validator non_negative();
 // width_divisor != 1 for a model that has no such knob (only VGG has).
 void check_model_args(const std::string& model, int image_size, int width_divisor);
 
+// --threads N: the CPU kernels' thread count (kernels::set_cpu_threads),
+// applied as soon as it is parsed. Default: one per core.
+void add_threads_option(CLI::App& cmd);
+
 // --resize and --width-divisor for a command that runs trained weights (eval,
 // predict). Both stay 0 unless given: load_trained_model then takes them from
 // the checkpoint.

@@ -73,6 +73,7 @@ void add_eval_command(CLI::App& app) {
                   "Directory with the Fashion-MNIST IDX files (default: $SCRATCHNET_DATA, else "
                   "/usr/share/datasets/fashion-mnist)");
   add_checkpoint_size_options(*cmd, a->image_size, a->width_divisor);
+  add_threads_option(*cmd);
   cmd->add_option("--batch-size,-b", a->batch_size, "Examples per forward pass")
       ->check(positive())
       ->capture_default_str();
