@@ -120,6 +120,10 @@ std::string Trainer::config_json() const {
       {"lr", decimal(c.lr)},
       {"momentum", decimal(c.momentum)},
       {"weight_decay", decimal(c.weight_decay)},
+      {"lr_schedule", c.schedule.kind},
+      {"lr_step_epochs", c.schedule.step_epochs},
+      {"lr_gamma", c.schedule.gamma},
+      {"warmup_epochs", c.schedule.warmup_epochs},
       {"image_size", c.image_size},
       {"width_divisor", c.width_divisor},
       {"device", c.device},
@@ -155,6 +159,11 @@ TrainConfig saved_config(const std::string& resume_path) {
     c.lr = j.at("lr").get<float>();
     c.momentum = j.at("momentum").get<float>();
     c.weight_decay = j.at("weight_decay").get<float>();
+    // Recorded since 0.2; a run saved before had a constant learning rate.
+    c.schedule.kind = j.value("lr_schedule", std::string("constant"));
+    c.schedule.step_epochs = j.value("lr_step_epochs", 0);
+    c.schedule.gamma = j.value("lr_gamma", 0.1);
+    c.schedule.warmup_epochs = j.value("warmup_epochs", 0.0);
     c.image_size = j.at("image_size").get<int>();
     c.width_divisor = j.at("width_divisor").get<int>();
     c.device = j.at("device").get<std::string>();
@@ -196,6 +205,7 @@ void Trainer::write_checkpoint(int epoch) {
                      {"scratchnet_version", SCRATCHNET_VERSION}});
 
   write_file_atomically((dir / "metrics.csv").string(), metrics_csv(history_));
+  write_file_atomically((dir / "metrics_columns.txt").string(), metrics_columns_text());
   std::vector<plot::Series> series(3);
   series[0].label = "train loss";
   series[1].label = "train acc";
