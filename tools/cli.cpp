@@ -7,6 +7,7 @@
 #include "models/models.h"
 #include "tools/bench.h"
 #include "tools/commands.h"
+#include "train/import_d2l.h"
 #include "train/safetensors.h"
 #include "train/trainer.h"
 
@@ -129,7 +130,7 @@ void add_checkpoint_size_options(CLI::App& cmd, int& image_size, int& width_divi
 
 LoadedModel load_trained_model(const std::string& model_name, const std::string& weights,
                                int image_size, int width_divisor, Device device) {
-  const safetensors::File file = safetensors::load(weights);
+  safetensors::File file = safetensors::load(weights);
   auto meta_int = [&](const char* key) -> int {
     auto it = file.metadata.find(key);
     if (it == file.metadata.end()) return 0;
@@ -154,6 +155,8 @@ LoadedModel load_trained_model(const std::string& model_name, const std::string&
   out.gen = std::make_unique<Generator>(0);
   out.model = models::make(model_name, *out.gen, width_divisor);
   out.model->to(device);
+  // d2l's nn.Sequential keys ("0.weight") are mapped onto ours by position.
+  file = safetensors::adopt_sequential_keys(*out.model, std::move(file), weights);
   safetensors::load_into(*out.model, file, weights);
   out.model->eval();
   out.image_size = image_size;
