@@ -12,9 +12,11 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_files.h"
+#include "tools/suggest.h"
 #include "train/data.h"
 
 namespace fs = std::filesystem;
@@ -135,4 +137,58 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
   CHECK(r.code == 1);
   CHECK(count_lines(r.err) == 1);
   CHECK(has(r.err, "notes.txt"));
+}
+
+TEST_CASE("help, --version and 'did you mean' for commands and flags", "[cli]") {
+  RunResult r = run_binary("help");
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "Usage: scratchnet"));
+  CHECK(has(r.out, "train"));
+  r = run_binary("help train");
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "--epochs"));
+  CHECK(has(r.out, "--lr-schedule"));
+
+  r = run_binary("--version");
+  CHECK(r.code == 0);
+  CHECK(r.out.rfind("scratchnet " SCRATCHNET_VERSION " (commit ", 0) == 0);
+#ifdef SCRATCHNET_WITH_CUDA
+  CHECK(has(r.out, "CUDA kernels compiled in"));
+#else
+  CHECK(has(r.out, "without CUDA"));
+#endif
+
+  const std::pair<const char*, const char*> typos[] = {
+      {"trian", "did you mean train?"},
+      {"evl --model lenet", "did you mean eval?"},
+      {"hlep", "did you mean help?"},
+      {"--verison", "did you mean --version?"},
+      {"train --model lenet --epoch 1", "did you mean --epochs?"},
+      {"train --model lenet --learning-rate 0.1", ""},
+      {"eval --model lenet --weigths x.safetensors", "did you mean --weights?"},
+      {"bench --resise 64", "did you mean --resize?"},
+  };
+  for (const auto& [args, hint] : typos) {
+    r = run_binary(args);
+    INFO("scratchnet " << args << "\nstderr: " << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err.rfind("error: unknown ", 0) == 0);
+    if (*hint)
+      CHECK(has(r.err, hint));
+    else
+      CHECK(!has(r.err, "did you mean"));
+  }
+}
+
+TEST_CASE("edit distance and the closest name", "[cli]") {
+  using scratchnet::tools::closest;
+  using scratchnet::tools::edit_distance;
+  CHECK(edit_distance("trian", "train") == 1);  // a swap counts once
+  CHECK(edit_distance("", "abc") == 3);
+  CHECK(edit_distance("kitten", "sitting") == 3);
+  const std::vector<std::string> flags = {"--epochs", "--batch-size", "--lr", "--lr-schedule"};
+  CHECK(closest("--epoch", flags) == "--epochs");
+  CHECK(closest("--batchsize", flags) == "--batch-size");
+  CHECK(closest("--lr-sched", flags) == "--lr-schedule");  // a prefix of one name
+  CHECK(closest("--momentum", flags).empty());
 }

@@ -17,7 +17,13 @@
 
 namespace scratchnet::tools {
 
-// Parses and runs one subcommand; returns the process exit code.
+// "scratchnet 0.1.0 (commit 1a2b3c4 at configure time; CUDA kernels compiled
+// in; 2 CPU threads)", for --version.
+std::string version_text();
+
+// Parses and runs one subcommand; returns the process exit code. Besides the
+// subcommands: `help [COMMAND]`, `--version`, and "did you mean" for a
+// mistyped command or flag.
 int run_cli(int argc, char** argv);
 
 // A mistake in the arguments found after parsing (exit 2).
