@@ -236,6 +236,7 @@ void add_bench_command(CLI::App& app) {
                   "divide VGG's channel counts, as train's --width-divisor")
       ->check(positive())
       ->capture_default_str();
+  add_threads_option(*cmd);
   cmd->add_flag("--square-gemm", flags->square_gemm,
                 "kernel mode: also time a 4096^3 GEMM (minutes on a CPU; the GPU's cuBLAS "
                 "ceiling uses it regardless)");

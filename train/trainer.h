@@ -20,6 +20,7 @@
 //   the metrics history as JSON).
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -99,6 +100,7 @@ class Trainer {
   MetricsRow train_epoch(int epoch);
   void check_losses(const std::vector<float>& losses, int epoch, int first_batch) const;
   void write_checkpoint(int epoch);
+  void write_curves(const std::filesystem::path& dir) const;
   std::string config_json() const;
   void write_config() const;
   void resume_from(const std::string& path);

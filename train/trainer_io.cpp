@@ -179,6 +179,33 @@ TrainConfig saved_config(const std::string& resume_path) {
   return c;
 }
 
+void Trainer::write_curves(const std::filesystem::path& dir) const {
+  plot::Figure f;
+  f.title = config_.model + " on Fashion-MNIST";
+  char settings[256];
+  std::snprintf(settings, sizeof settings, "batch %d, lr %g%s, %d epoch%s, %s", config_.batch_size,
+                static_cast<double>(config_.lr),
+                config_.schedule.kind == "constant" ? "" : (" " + config_.schedule.kind).c_str(),
+                config_.epochs, config_.epochs == 1 ? "" : "s", device_.str().c_str());
+  f.subtitle = settings;
+  if (!history_.empty()) {
+    const MetricsRow& last = history_.back();
+    f.subtitle += "; after epoch " + std::to_string(last.epoch) + ": test acc " +
+                  fixed4(last.test_acc) + ", test loss " + fixed4(last.test_loss);
+  }
+  plot::Panel loss{"loss (cross-entropy)", {{"train loss", {}}, {"test loss", {}}}, false};
+  plot::Panel acc{"accuracy", {{"train acc", {}}, {"test acc", {}}}, true};
+  for (const auto& r : history_) {
+    loss.series[0].y.push_back(r.train_loss);
+    loss.series[1].y.push_back(r.test_loss);
+    acc.series[0].y.push_back(r.train_acc);
+    acc.series[1].y.push_back(r.test_acc);
+  }
+  f.panels = {loss, acc};
+  plot::write_figure(f, (dir / "training_curves.png").string(),
+                     (dir / "training_curves.svg").string());
+}
+
 void Trainer::write_checkpoint(int epoch) {
   const fs::path dir(out_dir_);
   std::vector<NamedTensor> weights;
@@ -206,17 +233,7 @@ void Trainer::write_checkpoint(int epoch) {
 
   write_file_atomically((dir / "metrics.csv").string(), metrics_csv(history_));
   write_file_atomically((dir / "metrics_columns.txt").string(), metrics_columns_text());
-  std::vector<plot::Series> series(3);
-  series[0].label = "train loss";
-  series[1].label = "train acc";
-  series[2].label = "test acc";
-  for (const auto& r : history_) {
-    series[0].y.push_back(r.train_loss);
-    series[1].y.push_back(r.train_acc);
-    series[2].y.push_back(r.test_acc);
-  }
-  plot::write_line_chart((dir / "training_curves.png").string(), series, "epoch",
-                         config_.model + " on Fashion-MNIST");
+  write_curves(dir);
 }
 
 }  // namespace scratchnet::train
