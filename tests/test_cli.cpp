@@ -152,7 +152,9 @@ TEST_CASE("help, --version and 'did you mean' for commands and flags", "[cli]") 
   r = run_binary("--version");
   CHECK(r.code == 0);
   CHECK(r.out.rfind("scratchnet " SCRATCHNET_VERSION " (commit ", 0) == 0);
-#ifdef SCRATCHNET_WITH_CUDA
+#if defined(SCRATCHNET_CUDA_EMULATED)
+  CHECK(has(r.out, "emulator"));
+#elif defined(SCRATCHNET_WITH_CUDA)
   CHECK(has(r.out, "CUDA kernels compiled in"));
 #else
   CHECK(has(r.out, "without CUDA"));

@@ -17,7 +17,7 @@ if [ -z "$arch" ]; then
     arch=90
   fi
 fi
-if [ "${SCRATCHNET_CUDA:-AUTO}" != OFF ] && command -v nvcc >/dev/null 2>&1; then
+if [[ "${SCRATCHNET_CUDA:-AUTO}" == AUTO || "${SCRATCHNET_CUDA:-AUTO}" == ON ]] && command -v nvcc >/dev/null 2>&1; then
   echo "build.sh: CUDA architectures: $arch (set CUDA_ARCH to change)" >&2
 fi
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCRATCHNET_CUDA="${SCRATCHNET_CUDA:-AUTO}" \

@@ -166,7 +166,9 @@ LoadedModel load_trained_model(const std::string& model_name, const std::string&
 }
 
 std::string version_text() {
-#ifdef SCRATCHNET_WITH_CUDA
+#if defined(SCRATCHNET_CUDA_EMULATED)
+  const char* cuda = "CUDA kernels compiled for the CPU emulator (no GPU used)";
+#elif defined(SCRATCHNET_WITH_CUDA)
   const char* cuda = "CUDA kernels compiled in";
 #else
   const char* cuda = "CPU only (built without CUDA)";
