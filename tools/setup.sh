@@ -4,7 +4,7 @@
 # is optional: without nvcc the CPU engine is built.
 set -euo pipefail
 pkgs=(build-essential cmake catch2 libstb-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
-      dataset-fashion-mnist)
+      dataset-fashion-mnist fonts-dejavu-core)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
