@@ -206,8 +206,9 @@ void alexnet(Walker& w) {
   w.linear("linear3", 10);
 }
 
-void vgg11(Walker& w) {
-  const int arch[5][2] = {{1, 64}, {1, 128}, {2, 256}, {2, 512}, {2, 512}};
+void vgg11(Walker& w, int width_divisor) {
+  const int d = width_divisor;
+  const int arch[5][2] = {{1, 64 / d}, {1, 128 / d}, {2, 256 / d}, {2, 512 / d}, {2, 512 / d}};
   for (int b = 0; b < 5; ++b) {
     const std::string p = "vgg_block" + std::to_string(b);
     for (int i = 0; i < arch[b][0]; ++i) {
@@ -243,8 +244,14 @@ void resnet18(Walker& w) {
 
 }  // namespace
 
-std::vector<LayerShape> model_layers(const std::string& model, int batch, int image_size) {
+std::vector<LayerShape> model_layers(const std::string& model, int batch, int image_size,
+                                     int width_divisor) {
   const BenchModel& m = bench_model(model);
+  if (width_divisor != 1 && model.rfind("vgg", 0) != 0)
+    throw ValueError("bench: --width-divisor applies to the VGG models only, not to " + model);
+  if (width_divisor < 1 || 64 / width_divisor < 1)
+    throw ValueError("bench: --width-divisor must be in 1..64, got " +
+                     std::to_string(width_divisor));
   if (batch < 0 || image_size < 0)
     throw ValueError("bench: batch size and image size must be positive, got " +
                      std::to_string(batch) + " and " + std::to_string(image_size));
@@ -254,7 +261,7 @@ std::vector<LayerShape> model_layers(const std::string& model, int batch, int im
   Walker w(model, out, N, 1, hw, hw);
   if (model == "lenet") lenet(w);
   if (model == "alexnet") alexnet(w);
-  if (model == "vgg11") vgg11(w);
+  if (model == "vgg11") vgg11(w, width_divisor);
   if (model == "resnet18") resnet18(w);
   w.loss_and_sgd();
   return out;

@@ -25,12 +25,14 @@
 //                            (state_dict keys; metadata format/model/epoch)
 //   model_best.safetensors   the same, of the epoch with the best test
 //                            accuracy so far (written when that is this one)
-//   metrics.csv, config.json, training_curves.png
+//   metrics.csv (+ metrics_columns.txt saying what each column holds),
+//   config.json, training_curves.png and .svg
 // Everything after the state is derived from it; a resume rewrites what a
 // crash left behind the state (model.safetensors of an older epoch, ...).
 // train.lock (see run_dir.h) keeps a second writer out.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -41,6 +43,7 @@
 #include "layers/module.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/schedule.h"
 
 namespace scratchnet::data {
 class Loader;
@@ -68,6 +71,7 @@ struct TrainConfig {
   float lr = 0.1f;
   float momentum = 0.0f;
   float weight_decay = 0.0f;
+  LrSchedule schedule;    // per-step learning rate from `lr` (constant by default)
   int image_size = 28;    // the data is resized to image_size^2
   int width_divisor = 1;  // channel divisor for the wide models (vgg)
   std::string device = "auto";
@@ -129,6 +133,7 @@ class Trainer {
   void write_weights(const std::string& file, int epoch) const;
   void write_exports(int epoch);
   void write_reports() const;
+  void write_curves(const std::filesystem::path& dir) const;
   void repair_exports();
   int best_epoch() const;
   std::string config_json() const;
@@ -150,10 +155,17 @@ class Trainer {
   std::unique_ptr<RunLock> lock_;
 };
 
-// Top-1 accuracy of `model` over every batch of `loader` (which must not
-// shuffle): eval mode, no gradients, the counts summed on the device and read
-// once. The model's train/eval mode is restored.
-double evaluate_accuracy(Module& model, data::Loader& loader);
+// Top-1 accuracy and mean cross-entropy of `model` over every batch of
+// `loader` (which must not shuffle): eval mode, no gradients, per-batch
+// counts and losses kept on the device and read once. The model's
+// train/eval mode is restored.
+struct Evaluation {
+  double accuracy = 0.0, loss = 0.0;
+};
+Evaluation evaluate(Module& model, data::Loader& loader);
+inline double evaluate_accuracy(Module& model, data::Loader& loader) {
+  return evaluate(model, loader).accuracy;
+}
 
 // Per-item predictions for a confusion matrix, read back once at the end.
 struct Predictions {

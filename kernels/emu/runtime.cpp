@@ -30,6 +30,17 @@
 
 #include "kernels/emu/internal.h"
 
+// Under AddressSanitizer a stack goes back to the pool unpoisoned: a fiber
+// unwound by an exception (an aborted block) leaves its frames' redzones
+// behind, which would otherwise show up as errors in the next fiber's frames.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SN_EMU_UNPOISON_STACK(sc) \
+  ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>((sc).sp) - (sc).size, (sc).size)
+#else
+#define SN_EMU_UNPOISON_STACK(sc) ((void)(sc))
+#endif
+
 thread_local uint3 threadIdx{0, 0, 0};
 thread_local uint3 blockIdx{0, 0, 0};
 thread_local uint3 blockDim{1, 1, 1};
@@ -69,7 +80,10 @@ class StackPool {
     sc.sp = static_cast<char*>(p) + guard_ + bytes_;
     return sc;
   }
-  void deallocate(ctx::stack_context& sc) noexcept { free_.push_back(sc); }
+  void deallocate(ctx::stack_context& sc) noexcept {
+    SN_EMU_UNPOISON_STACK(sc);
+    free_.push_back(sc);
+  }
 
  private:
   std::size_t bytes_ = 0, guard_ = 0;
