@@ -161,6 +161,9 @@ TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda]
     Pair x = random_pair(xs, seed += 10, c.lo, c.hi);
     Pair gamma = random_pair({c.C}, seed + 1, 0.5f, 1.5f), beta = random_pair({c.C}, seed + 2);
     Pair rm = random_pair({c.C}, seed + 3), rv = random_pair({c.C}, seed + 4, 0.5f, 2.0f);
+    // The determinism re-run below starts from these copies: it must not
+    // update rm.gpu / rv.gpu a second time (the eval checks use them).
+    const Tensor rm_start = rm.gpu.clone(), rv_start = rv.gpu.clone();
     Tensor ws = workspace(k::batch_norm_workspace_bytes_cuda(p));
     Tensor y = poisoned(xs), yc = Tensor::zeros(xs);
     Tensor mean = poisoned({c.C}), inv = poisoned({c.C}), meanc = Tensor::zeros({c.C}),
@@ -178,14 +181,19 @@ TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda]
     require_match(rm.gpu, rm.cpu, cuda_tol(1), "running_mean");
     require_match(rv.gpu, rv.cpu, cuda_tol(1), "running_var");
     require_match(y, yc, cuda_tol(1), "y");
-    // Determinism: a second run gives the same bits.
+    // Determinism: a second run from the same running statistics gives the same bits.
     const auto y_first = y.to_vector();
-    Tensor y2 = poisoned(xs);
+    Tensor y2 = poisoned(xs), mean2 = poisoned({c.C}), inv2 = poisoned({c.C});
+    Tensor rm2 = rm_start.clone(), rv2 = rv_start.clone();
     k::batch_norm_forward_train_cuda(p, x.gpu.data<float>(), gamma.gpu.data<float>(),
-                                     beta.gpu.data<float>(), y2.data<float>(), mean.data<float>(),
-                                     inv.data<float>(), rm.gpu.data<float>(), rv.gpu.data<float>(),
+                                     beta.gpu.data<float>(), y2.data<float>(), mean2.data<float>(),
+                                     inv2.data<float>(), rm2.data<float>(), rv2.data<float>(),
                                      ws.data<uint8_t>(), s);
     CHECK(bit_identical(y_first, y2.to_vector()));
+    CHECK(bit_identical(mean.to_vector(), mean2.to_vector()));
+    CHECK(bit_identical(inv.to_vector(), inv2.to_vector()));
+    CHECK(bit_identical(rm.gpu.to_vector(), rm2.to_vector()));
+    CHECK(bit_identical(rv.gpu.to_vector(), rv2.to_vector()));
 
     for (bool training : {true, false}) {
       INFO("backward training=" << training);
