@@ -41,7 +41,10 @@
 //    reference with |gpu - cpu| <= 8 * u * (|cpu| + m), m = the magnitude of
 //    the operands (stated at each call): room for nvcc's FMA contraction (one
 //    rounding of an intermediate of size m less) and for the double sums
-//    rounding to neighbouring floats.
+//    rounding to neighbouring floats. A value both sides round from one
+//    double of the same data (batch norm's save_mean / save_invstd) must be
+//    equal: the two double sums differ by ~1e-16 relative, so they round to
+//    different floats only ~1e-9 of the time, and the test data are fixed.
 //
 // SCRATCHNET_TEST_SMALL=1 shrinks the shape sweeps (for the sanitizer runs).
 #pragma once
