@@ -54,7 +54,11 @@ void check_conv_both(const ConvCase& c, uint64_t seed) {
 class ChunkCap {
  public:
   explicit ChunkCap(int images) {
-    REQUIRE_FALSE(k::conv2d_cuda_cap_chunk_images_for_testing == nullptr);
+    // The weak symbol's address is null until kernels/cuda/conv2d.cu defines it.
+    if (&k::conv2d_cuda_cap_chunk_images_for_testing == nullptr)
+      FAIL(
+          "kernels::conv2d_cuda_cap_chunk_images_for_testing(int) is not defined: "
+          "the CUDA conv has no test knob to cap its chunk size yet");
     k::conv2d_cuda_cap_chunk_images_for_testing(images);
   }
   ~ChunkCap() { k::conv2d_cuda_cap_chunk_images_for_testing(0); }
@@ -121,15 +125,20 @@ TEST_CASE("conv2d CUDA kernels match the CPU: model shapes and batches", "[cuda]
         {8, 64, 14, 14, 128, 3, 1, 1, true},   // VGG block
         {4, 1, 224, 224, 16, 11, 4, 1, true},  // AlexNet conv1 (fewer filters)
         {32, 64, 8, 8, 64, 1, 1, 0, false},    // pointwise, batch 32
-        // (8*9 + 8) floats * 660*660 per image: over half the 256 MB chunk budget,
-        // so one image per chunk.
-        {3, 8, 660, 660, 8, 3, 1, 1, true},
     };
     for (std::size_t i = 0; i < cases.size(); ++i) {
       check_conv(cases[i], seed += 10, Data::Exact);
       if (i < 2) check_conv(cases[i], seed, Data::Fp64);
     }
   }
+}
+
+// (8*9 + 8) floats * 660*660 per image: over half the 256 MB chunk budget, so
+// one image per chunk at the default budget (the case above caps it instead).
+// 2.3 GMAC: [heavy] on the emulated target.
+TEST_CASE("conv2d CUDA kernels match the CPU on large images, one per chunk",
+          "[cuda][conv2d][heavy]") {
+  check_conv({3, 8, 660, 660, 8, 3, 1, 1, true}, 2500, Data::Exact);
 }
 
 TEST_CASE("conv2d CUDA weight gradient is bit-identical run to run", "[cuda][conv2d]") {

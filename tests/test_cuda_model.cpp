@@ -9,19 +9,34 @@
 // Tolerance rule (whole networks; the per-kernel rules are in
 // test_cuda_helpers.h): each layer's float result is within ~u*sqrt(L) of
 // exact (rule 2), and over a network of D layers those relative errors add:
-// about 20 * 6 * 2^-24 * sqrt(4608) ~ 5e-4 at worst for the deepest models,
-// typically 1e-6. A pre-activation within that error of 0 may pass ReLU on
-// one device and not the other, and two near-equal values may swap a
-// max-pool argmax: isolated elements then differ by O(their size). So
-// tensors are compared norm-wise:
-//   ||gpu - cpu||_2 <= 1e-3 * ||cpu||_2       (logits, loss, every gradient,
-//                                              running statistics)
-//   ||w'_gpu - w'_cpu||_2 <= 1e-3 * ||w'_cpu - w||_2 + 8u ||w||_2
-//                                             (parameters after SGD: against the
-//                                              size of the update itself)
-// An indexing or accumulation bug (a dropped image, a wrong tap, a gradient
-// added twice) moves a tensor by O(1) of its norm: far outside 1e-3.
+// about 20 * 6 * 2^-24 * sqrt(4608) ~ 5e-4 at worst for the deepest models;
+// measured on the emulated target, 1e-5 (ResNet-18/34 at 64 px). Besides, a
+// pre-activation within that error of 0 may pass ReLU on one device and not
+// on the other (and near-equal values may swap a max-pool argmax). Such a
+// flip barely moves the forward (the value is ~0) but switches that unit's
+// backward signal on or off, so it moves the gradients of the layers below by
+// up to 1/sqrt(number of terms in their sums): measured 5.6e-3 of the norm in
+// ResNet-34 at 64 px, batch 2, for one input (2e-5 for another). With ~1e-6 of
+// the units that close to 0, flips are likely in a deep net. So tensors are
+// compared norm-wise, the forward at the rounding level, the backward with
+// room for a flip:
+//   ||gpu - cpu||_2 <= 1e-3 * ||cpu||_2              (logits, loss, running stats)
+//   ||gpu - cpu||_2 <= 1e-2 * ||cpu||_2 + 1e-6 * G   (each gradient; G = the norm
+//                                                     of all CPU gradients: a conv
+//                                                     bias followed by batch norm
+//                                                     has gradient 0 up to rounding)
+//   ||w'_gpu - w'_cpu||_2 <= 1e-2 * ||w'_cpu - w||_2 + lr * 1e-6 * G + 8u ||w||_2
+//                                             (parameters after SGD, against the
+//                                              size of the update: the first step
+//                                              moves w by lr * (g + wd * w))
+// Batch norm over very few values (ResNet's last stage at 32 px: 1x1 maps,
+// two values per channel at batch 2) is ill-conditioned when a channel's
+// values nearly coincide, so ResNet runs at 64 px: 8 values per channel.
+// An indexing or accumulation bug (a dropped image at batch 2, a wrong tap,
+// a gradient added twice, one split-K slice of 128 lost) moves a tensor by
+// 0.1 to 1 of its norm: outside both bounds.
 #ifdef SCRATCHNET_WITH_CUDA
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -93,7 +108,9 @@ Net make_net(Device d) {
 
 namespace {
 
-constexpr double kNetTol = 1e-3;  // the norm-wise rule above
+constexpr double kNetTol = 1e-3;     // forward: the norm-wise rule above
+constexpr double kGradTol = 1e-2;    // gradients and the step
+constexpr double kGradFloor = 1e-6;  // times the norm of all gradients
 
 double norm2(const std::vector<float>& v) {
   double s = 0;
@@ -113,7 +130,7 @@ void require_norm_close(const Tensor& got_gpu, const Tensor& want_cpu, double to
   REQUIRE(got_gpu.is_cuda());
   REQUIRE(got_gpu.shape() == want_cpu.shape());
   const auto g = got_gpu.to_vector(), w = want_cpu.to_vector();
-  for (float f : g) REQUIRE(std::isfinite(f));
+  REQUIRE(std::all_of(g.begin(), g.end(), [](float f) { return std::isfinite(f); }));
   const double d = diff2(g, w), n = norm2(w);
   INFO(what << ": ||gpu - cpu|| = " << d << ", ||cpu|| = " << n << ", allowed " << tol * n + floor);
   REQUIRE(d <= tol * n + floor);
@@ -139,12 +156,14 @@ TEST_CASE("one training step of a small every-layer model matches on GPU and CPU
 
   loss_c.backward();
   loss_g.backward();
+  double G = 0;
+  for (const auto& [name, pc] : cpu.params) G = std::hypot(G, norm2(pc.grad().to_vector()));
   for (const auto& [name, pc] : cpu.params) {
     INFO("gradient of " << name);
     const Tensor& pg = gpu_net.params.at(name);
     REQUIRE(pc.grad().defined());
     REQUIRE(pg.grad().defined());
-    require_norm_close(pg.grad(), pc.grad(), kNetTol, 0.0, name + ".grad");
+    require_norm_close(pg.grad(), pc.grad(), kGradTol, kGradFloor * G, name + ".grad");
   }
   for (const auto& [name, sc] : cpu.stats)
     require_norm_close(gpu_net.stats.at(name), sc, kNetTol, 0.0, name);
@@ -161,9 +180,10 @@ TEST_CASE("one training step of a small every-layer model matches on GPU and CPU
     sgd_step(wc, pc.grad(), buf_c, sp);
     sgd_step(wg, pg.grad(), buf_g, sp);
     const double update = diff2(wc.to_vector(), before.to_vector());
-    require_norm_close(wg, wc, 0.0,
-                       kNetTol * update + 8 * kUnitRoundoff * norm2(before.to_vector()),
-                       name + " after SGD");
+    require_norm_close(
+        wg, wc, 0.0,
+        kGradTol * update + sp.lr * kGradFloor * G + 8 * kUnitRoundoff * norm2(before.to_vector()),
+        name + " after SGD");
   }
 }
 
@@ -204,10 +224,12 @@ void check_model_step(const std::string& name, int image_size, int batch, int wi
   require_norm_close(loss_g, loss_c, kNetTol, 0.0, "loss");
   loss_c.backward();
   loss_g.backward();
+  double G = 0;
+  for (const auto& e : pc) G = std::hypot(G, norm2(e.tensor.grad().to_vector()));
   for (std::size_t i = 0; i < pc.size(); ++i) {
     REQUIRE(pc[i].tensor.grad().defined());
     REQUIRE(pg[i].tensor.grad().defined());
-    require_norm_close(pg[i].tensor.grad(), pc[i].tensor.grad(), kNetTol, 0.0,
+    require_norm_close(pg[i].tensor.grad(), pc[i].tensor.grad(), kGradTol, kGradFloor * G,
                        pc[i].name + " gradient");
   }
   const auto bc = cpu_model->named_buffers(), bg = gpu_model->named_buffers();
@@ -222,27 +244,34 @@ void check_model_step(const std::string& name, int image_size, int batch, int wi
     const auto w0 = before[i].to_vector();
     const double update = diff2(pc[i].tensor.to_vector(), w0);
     CHECK(update > 0.0);  // the step moved every parameter tensor
-    require_norm_close(pg[i].tensor, pc[i].tensor, 0.0,
-                       kNetTol * update + 8 * kUnitRoundoff * norm2(w0),
-                       pc[i].name + " after the SGD step");
+    require_norm_close(
+        pg[i].tensor, pc[i].tensor, 0.0,
+        kGradTol * update + config.lr * kGradFloor * G + 8 * kUnitRoundoff * norm2(w0),
+        pc[i].name + " after the SGD step");
   }
 }
 
 }  // namespace
 
 // Sizes: the smallest input each architecture accepts (models::check_input_size)
-// keeps the emulated run short; VGG must see 224 (its flatten is C*7*7), so it
-// runs at width / 16 (the course trains width / 4). AlexNet has no width
-// divisor: its 56M parameters (linear1 9600 -> 4096) are the heavy part.
+// keeps the emulated run short (ResNet: 64, see the rule above); VGG must see 224 (its flatten is
+// C*7*7), so it runs at width / 16 (the course trains width / 4). AlexNet has no width divisor: its
+// 56M parameters (linear1 9600 -> 4096) are the heavy part.
 TEST_CASE("one training step of LeNet and ResNet-18/34 matches on GPU and CPU", "[cuda][model]") {
   check_model_step("lenet", 28, 2, 1);
-  check_model_step("resnet18", 32, 2, 1);
-  check_model_step("resnet34", 32, 2, 1);  // batch 2: layer4 batch norm sees 1x1 maps
+  check_model_step("resnet18", 64, 2, 1);
+  check_model_step("resnet34", 64, 2, 1);
 }
 
-TEST_CASE("one training step of VGG-11/13/16/19 (width / 16) matches on GPU and CPU",
-          "[cuda][model]") {
-  for (const char* name : {"vgg11", "vgg13", "vgg16", "vgg19"}) check_model_step(name, 224, 1, 16);
+TEST_CASE("one training step of VGG-11 (width / 16) matches on GPU and CPU", "[cuda][model]") {
+  check_model_step("vgg11", 224, 1, 16);
+}
+
+// About 25 s each on the emulated target (2 cores): the 4096-wide linear
+// layers, which the width divisor leaves alone, dominate.
+TEST_CASE("one training step of VGG-13/16/19 (width / 16) matches on GPU and CPU",
+          "[cuda][model][heavy]") {
+  for (const char* name : {"vgg13", "vgg16", "vgg19"}) check_model_step(name, 224, 1, 16);
 }
 
 TEST_CASE("one training step of AlexNet matches on GPU and CPU", "[cuda][model][heavy]") {

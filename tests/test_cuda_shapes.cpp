@@ -102,8 +102,9 @@ TEST_CASE("CUDA kernels match the CPU on every layer shape of ResNet-18/34 at 96
   if (!small()) CHECK(seen.count("gap planes=1536 HW=49") == 1);  // batch 3 x 512 planes of 7x7
 }
 
+// About 2 minutes on the emulated target (2 cores): [heavy].
 TEST_CASE("CUDA conv2d matches the CPU on VGG-11's first layer at batch 19 (chunks of 18 and 1)",
-          "[cuda][shapes][conv2d]") {
+          "[cuda][shapes][conv2d][heavy]") {
   // The CUDA conv's chunk holds 256 MB of im2col + dy: (9 + 64) * 224 * 224
   // floats per image gives 18 images per chunk (VGG-11 at batch 128: 7 full
   // chunks and one of 2); batch 19 is the smallest with a ragged last chunk.

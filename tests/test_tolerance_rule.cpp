@@ -109,10 +109,13 @@ TEST_CASE("tolerance rule: integer inputs make the float conv exact", "[toleranc
   CHECK(nonzero > static_cast<int>(got.size()) / 2);  // the data are not trivial
   // The values really are small integers in [-2, 2], all five of them.
   std::vector<int> seen(5, 0);
+  int other = 0;
   for (float v : values(x)) {
-    REQUIRE(v == std::floor(v));
-    REQUIRE(std::fabs(v) <= 2.0f);
-    ++seen[static_cast<int>(v) + 2];
+    if (v == std::floor(v) && std::fabs(v) <= 2.0f)
+      ++seen[static_cast<int>(v) + 2];
+    else
+      ++other;
   }
+  CHECK(other == 0);
   for (int s : seen) CHECK(s > 0);
 }
