@@ -215,30 +215,26 @@ void batch_norm_forward_train_cuda(const BatchNormParams& p, const float* x, con
   const int chunks = chunks_for(p);
   const Workspace w = carve(p, workspace);
   const dim3 grid(static_cast<unsigned>(p.C), static_cast<unsigned>(chunks));
-  partial_kernel<Pass::Sum>
-      <<<grid, kThreads, 0, stream>>>(p, chunks, x, nullptr, nullptr, nullptr, nullptr, w.partial);
-  SN_LAUNCH_CHECK("batch_norm partial_kernel<Sum>", stream);
-  finalize_mean_kernel<<<channel_grid(p.C), kThreads, 0, stream>>>(p, chunks, w.partial, w.stat);
-  SN_LAUNCH_CHECK("batch_norm finalize_mean_kernel", stream);
-  partial_kernel<Pass::SqDev>
-      <<<grid, kThreads, 0, stream>>>(p, chunks, x, nullptr, w.stat, nullptr, nullptr, w.partial);
-  SN_LAUNCH_CHECK("batch_norm partial_kernel<SqDev>", stream);
-  finalize_var_kernel<<<channel_grid(p.C), kThreads, 0, stream>>>(
-      p, chunks, w.partial, w.stat, gamma, save_mean, save_invstd, running_mean, running_var,
-      w.scale);
-  SN_LAUNCH_CHECK("batch_norm finalize_var_kernel", stream);
+  SN_LAUNCH("batch_norm partial_kernel<Sum>", partial_kernel<Pass::Sum>, grid, kThreads, 0, stream,
+            p, chunks, x, nullptr, nullptr, nullptr, nullptr, w.partial);
+  SN_LAUNCH("batch_norm finalize_mean_kernel", finalize_mean_kernel, channel_grid(p.C), kThreads, 0,
+            stream, p, chunks, w.partial, w.stat);
+  SN_LAUNCH("batch_norm partial_kernel<SqDev>", partial_kernel<Pass::SqDev>, grid, kThreads, 0,
+            stream, p, chunks, x, nullptr, w.stat, nullptr, nullptr, w.partial);
+  SN_LAUNCH("batch_norm finalize_var_kernel", finalize_var_kernel, channel_grid(p.C), kThreads, 0,
+            stream, p, chunks, w.partial, w.stat, gamma, save_mean, save_invstd, running_mean,
+            running_var, w.scale);
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.HW;
-  affine_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, x, save_mean, w.scale, beta, y);
-  SN_LAUNCH_CHECK("batch_norm affine_kernel", stream);
+  SN_LAUNCH("batch_norm affine_kernel", affine_kernel, grid_for(total), kThreads, 0, stream, p, x,
+            save_mean, w.scale, beta, y);
 }
 
 void batch_norm_forward_eval_cuda(const BatchNormParams& p, const float* x, const float* gamma,
                                   const float* beta, const float* running_mean,
                                   const float* running_var, float* y, Stream stream) {
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.HW;
-  eval_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, x, gamma, beta, running_mean,
-                                                        running_var, y);
-  SN_LAUNCH_CHECK("batch_norm eval_kernel", stream);
+  SN_LAUNCH("batch_norm eval_kernel", eval_kernel, grid_for(total), kThreads, 0, stream, p, x,
+            gamma, beta, running_mean, running_var, y);
 }
 
 void batch_norm_backward_cuda(const BatchNormParams& p, bool training, const float* x,
@@ -248,17 +244,14 @@ void batch_norm_backward_cuda(const BatchNormParams& p, bool training, const flo
   const int chunks = chunks_for(p);
   const Workspace w = carve(p, workspace);
   const dim3 grid(static_cast<unsigned>(p.C), static_cast<unsigned>(chunks));
-  partial_kernel<Pass::Backward>
-      <<<grid, kThreads, 0, stream>>>(p, chunks, x, dy, nullptr, save_mean, save_invstd, w.partial);
-  SN_LAUNCH_CHECK("batch_norm partial_kernel<Backward>", stream);
-  finalize_backward_kernel<<<channel_grid(p.C), kThreads, 0, stream>>>(p, chunks, w.partial, w.stat,
-                                                                       dgamma, dbeta);
-  SN_LAUNCH_CHECK("batch_norm finalize_backward_kernel", stream);
+  SN_LAUNCH("batch_norm partial_kernel<Backward>", partial_kernel<Pass::Backward>, grid, kThreads,
+            0, stream, p, chunks, x, dy, nullptr, save_mean, save_invstd, w.partial);
+  SN_LAUNCH("batch_norm finalize_backward_kernel", finalize_backward_kernel, channel_grid(p.C),
+            kThreads, 0, stream, p, chunks, w.partial, w.stat, dgamma, dbeta);
   if (dx == nullptr) return;
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.HW;
-  backward_dx_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, training, x, dy, gamma, save_mean,
-                                                               save_invstd, w.stat, dx);
-  SN_LAUNCH_CHECK("batch_norm backward_dx_kernel", stream);
+  SN_LAUNCH("batch_norm backward_dx_kernel", backward_dx_kernel, grid_for(total), kThreads, 0,
+            stream, p, training, x, dy, gamma, save_mean, save_invstd, w.stat, dx);
 }
 
 namespace {
@@ -270,8 +263,8 @@ __global__ void invstd_kernel(int C, float eps, const float* __restrict__ var,
 }  // namespace
 
 void batch_norm_invstd_cuda(int C, float eps, const float* var, float* invstd, Stream stream) {
-  invstd_kernel<<<cudadetail::grid_for(C), cudadetail::kThreads, 0, stream>>>(C, eps, var, invstd);
-  SN_LAUNCH_CHECK("batch_norm invstd_kernel", stream);
+  SN_LAUNCH("batch_norm invstd_kernel", invstd_kernel, cudadetail::grid_for(C),
+            cudadetail::kThreads, 0, stream, C, eps, var, invstd);
 }
 
 }  // namespace scratchnet::kernels

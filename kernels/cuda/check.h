@@ -1,5 +1,5 @@
 // Checking every CUDA call and launch. A failure throws CudaError naming the
-// call, file and line. SCRATCHNET_SYNC=1 in the environment synchronises after
+// call, file and line. Launches are checked by SN_LAUNCH (launch.cuh). SCRATCHNET_SYNC=1 in the environment synchronises after
 // each launch so an asynchronous fault is reported at the kernel that caused
 // it. Include only in CUDA builds.
 #pragma once
@@ -24,6 +24,3 @@ bool sync_after_launch();  // SCRATCHNET_SYNC=1 (read once)
     if (sn_err_ != cudaSuccess)                                                    \
       ::scratchnet::kernels::throw_cuda_error(sn_err_, #call, __FILE__, __LINE__); \
   } while (0)
-
-#define SN_LAUNCH_CHECK(kernel_name, stream) \
-  ::scratchnet::kernels::check_launch(kernel_name, stream, __FILE__, __LINE__)

@@ -193,17 +193,16 @@ void conv2d_forward_cuda(const Conv2dParams& p, const float* x, const float* w, 
     const int nb = std::min(pl.nb, p.N - n0);
     const float* src = x + n0 * chw;
     if (!is_pointwise(p)) {
-      im2col_kernel<false>
-          <<<grid_for(nb * pl.crs * pl.pq), kThreads, 0, stream>>>(p, n0, nb, x, col);
-      SN_LAUNCH_CHECK("im2col_kernel", stream);
+      SN_LAUNCH("im2col_kernel", im2col_kernel<false>, grid_for(nb * pl.crs * pl.pq), kThreads, 0,
+                stream, p, n0, nb, x, col);
       src = col;
     }
     gemm_batched(g, w, 0, src, pl.crs * pl.pq, y + n0 * kpq, kpq, nb, stream);
   }
   if (b != nullptr) {
     const int64_t total = static_cast<int64_t>(p.N) * kpq;
-    add_bias_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, pl.pq, p.K, b, y);
-    SN_LAUNCH_CHECK("add_bias_kernel", stream);
+    SN_LAUNCH("add_bias_kernel", add_bias_kernel, grid_for(total), kThreads, 0, stream, total,
+              pl.pq, p.K, b, y);
   }
 }
 
@@ -226,9 +225,8 @@ void conv2d_backward_data_cuda(const Conv2dParams& p, const float* dy, const flo
   for (int n0 = 0; n0 < p.N; n0 += pl.nb) {
     const int nb = std::min(pl.nb, p.N - n0);
     gemm_batched(g, w, 0, dy + n0 * kpq, kpq, dcol, pl.crs * pl.pq, nb, stream);
-    col2im_kernel<<<grid_for(static_cast<int64_t>(nb) * chw), kThreads, 0, stream>>>(p, n0, nb,
-                                                                                     dcol, dx);
-    SN_LAUNCH_CHECK("col2im_kernel", stream);
+    SN_LAUNCH("col2im_kernel", col2im_kernel, grid_for(static_cast<int64_t>(nb) * chw), kThreads, 0,
+              stream, p, n0, nb, dcol, dx);
   }
 }
 
@@ -243,10 +241,10 @@ void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const fl
   for (int n0 = 0; n0 < p.N; n0 += pl.nb) {
     const int nb = std::min(pl.nb, p.N - n0);
     const int64_t len = nb * pl.pq;  // reduction length of this chunk
-    im2col_kernel<true><<<grid_for(nb * pl.crs * pl.pq), kThreads, 0, stream>>>(p, n0, nb, x, col);
-    SN_LAUNCH_CHECK("im2col_kernel", stream);
-    transpose_dy_kernel<<<grid_for(len * p.K), kThreads, 0, stream>>>(p, n0, nb, dy, dyt);
-    SN_LAUNCH_CHECK("transpose_dy_kernel", stream);
+    SN_LAUNCH("im2col_kernel", im2col_kernel<true>, grid_for(nb * pl.crs * pl.pq), kThreads, 0,
+              stream, p, n0, nb, x, col);
+    SN_LAUNCH("transpose_dy_kernel", transpose_dy_kernel, grid_for(len * p.K), kThreads, 0, stream,
+              p, n0, nb, dy, dyt);
     // Split the reduction while the GEMM alone would leave most SMs idle and
     // each slice keeps at least 512 terms. Slices have equal length except the
     // last, which runs as its own GEMM.
@@ -266,14 +264,12 @@ void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const fl
     g.K = static_cast<int>(len - slice * (split - 1));
     gemm_batched(g, dyt + slice * (split - 1), 0, col + slice * (split - 1), 0,
                  partial + pitch * (split - 1), 0, 1, stream);
-    sum_partials_kernel<<<grid_for(dw_floats), kThreads, 0, stream>>>(dw_floats, split, pitch,
-                                                                      partial, dw);
-    SN_LAUNCH_CHECK("sum_partials_kernel", stream);
+    SN_LAUNCH("sum_partials_kernel", sum_partials_kernel, grid_for(dw_floats), kThreads, 0, stream,
+              dw_floats, split, pitch, partial, dw);
   }
   if (db != nullptr) {
-    bias_grad_kernel<<<static_cast<unsigned>(std::min(p.K, 65535)), kThreads, 0, stream>>>(p, dy,
-                                                                                           db);
-    SN_LAUNCH_CHECK("bias_grad_kernel", stream);
+    SN_LAUNCH("bias_grad_kernel", bias_grad_kernel, static_cast<unsigned>(std::min(p.K, 65535)),
+              kThreads, 0, stream, p, dy, db);
   }
 }
 

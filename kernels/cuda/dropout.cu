@@ -44,15 +44,15 @@ __global__ void dropout_kernel(int64_t n, float p, uint64_t seed, uint64_t offse
 void dropout_forward_cuda(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x,
                           float* y, Stream stream) {
   if (n <= 0) return;
-  dropout_kernel<false><<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(n, p, seed, offset, x, y);
-  SN_LAUNCH_CHECK("dropout_kernel<forward>", stream);
+  SN_LAUNCH("dropout_kernel<forward>", dropout_kernel<false>, grid_for((n + 3) / 4), kThreads, 0,
+            stream, n, p, seed, offset, x, y);
 }
 
 void dropout_backward_cuda(int64_t n, float p, uint64_t seed, uint64_t offset, const float* dy,
                            float* dx, Stream stream) {
   if (n <= 0) return;
-  dropout_kernel<true><<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(n, p, seed, offset, dy, dx);
-  SN_LAUNCH_CHECK("dropout_kernel<backward>", stream);
+  SN_LAUNCH("dropout_kernel<backward>", dropout_kernel<true>, grid_for((n + 3) / 4), kThreads, 0,
+            stream, n, p, seed, offset, dy, dx);
 }
 
 }  // namespace scratchnet::kernels

@@ -18,8 +18,7 @@ __global__ void pointwise_kernel(int64_t n, F f) {
 template <typename F>
 void launch(const char* name, int64_t n, Stream stream, F f) {
   if (n <= 0) return;
-  pointwise_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, f);
-  check_launch(name, stream, __FILE__, __LINE__);
+  SN_LAUNCH(name, pointwise_kernel<F>, grid_for(n), kThreads, 0, stream, n, f);
 }
 
 struct ReluForward {

@@ -19,9 +19,8 @@ __global__ void gather_labels_kernel(int n, int count, const uint8_t* __restrict
 void gather_labels_u8_cuda(int n, int count, const uint8_t* labels, const int32_t* index,
                            int32_t* out, Stream stream) {
   if (n <= 0) return;
-  gather_labels_kernel<<<cudadetail::grid_for(n), cudadetail::kThreads, 0, stream>>>(
-      n, count, labels, index, out);
-  SN_LAUNCH_CHECK("gather_labels_kernel", stream);
+  SN_LAUNCH("gather_labels_kernel", gather_labels_kernel, cudadetail::grid_for(n),
+            cudadetail::kThreads, 0, stream, n, count, labels, index, out);
 }
 
 }  // namespace scratchnet::kernels

@@ -241,10 +241,9 @@ void gemm_batched_own(const GemmParams& p, const float* A, int64_t stride_a, con
                      : (p.trans_b ? sgemm_kernel_v1<false, true> : sgemm_kernel_v1<false, false>);
   for (int b0 = 0; b0 < batch; b0 += 65535) {
     const unsigned gy = static_cast<unsigned>(std::min(batch - b0, 65535));
-    kernel<<<dim3(gx, gy), THREADS, 0, stream>>>(p.M, p.N, p.K, A, p.lda, stride_a, B, p.ldb,
-                                                 stride_b, C, p.ldc, stride_c, p.alpha, p.beta,
-                                                 vec_a, vec_b, vec_c, b0);
-    SN_LAUNCH_CHECK("sgemm_kernel_v1", stream);
+    SN_LAUNCH("sgemm_kernel_v1", kernel, dim3(gx, gy), THREADS, 0, stream, p.M, p.N, p.K, A, p.lda,
+              stride_a, B, p.ldb, stride_b, C, p.ldc, stride_c, p.alpha, p.beta, vec_a, vec_b,
+              vec_c, b0);
   }
 }
 

@@ -1,4 +1,5 @@
-// Helpers shared by the CUDA kernel files: launch geometry computed in 64 bit
+// Helpers shared by the CUDA kernel files: the one way kernels are launched
+// (SN_LAUNCH, below), launch geometry computed in 64 bit
 // and clamped to what the hardware accepts (kernels then use grid-stride
 // loops, so a clamped grid still covers every element), and a fixed-order
 // block reduction (the same inputs always sum in the same order: results are
@@ -8,10 +9,31 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/cuda/check.h"
 
 namespace scratchnet::kernels::cudadetail {
+
+// kernel<<<grid, block, smem, stream>>>(args...), then the launch check
+// (check_launch). Under nvcc it is exactly that; in the emulated build (g++,
+// SCRATCHNET_CUDA=EMULATE) the emulator's runtime runs the grid on the CPU.
+// Every kernel file launches through SN_LAUNCH, so no `<<<` appears anywhere
+// else and the same sources serve both.
+template <class... P, class... A>
+void launch_kernel(const char* file, int line, const char* name, void (*kernel)(P...), dim3 grid,
+                   dim3 block, std::size_t smem, cudaStream_t stream, A&&... args) {
+#if defined(__CUDACC__)
+  kernel<<<grid, block, smem, stream>>>(std::forward<A>(args)...);
+#else
+  sn_emu::launch_kernel(name, kernel, grid, block, smem, stream, std::forward<A>(args)...);
+#endif
+  check_launch(name, stream, file, line);
+}
+
+// SN_LAUNCH("name", kernel, grid, block, smem, stream, args...)
+#define SN_LAUNCH(...) \
+  ::scratchnet::kernels::cudadetail::launch_kernel(__FILE__, __LINE__, __VA_ARGS__)
 
 constexpr int kThreads = 256;
 // Enough blocks to fill an H100/H200 many times over; grid-stride loops do the rest.

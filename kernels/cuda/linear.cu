@@ -49,8 +49,8 @@ void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, 
   float beta = 0.0f;
   if (b != nullptr) {
     const int64_t total = static_cast<int64_t>(p.N) * p.OUT;
-    broadcast_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, p.OUT, b, y);
-    SN_LAUNCH_CHECK("broadcast_rows_kernel", stream);
+    SN_LAUNCH("broadcast_rows_kernel", broadcast_rows_kernel, grid_for(total), kThreads, 0, stream,
+              total, p.OUT, b, y);
     beta = 1.0f;
   }
   gemm(gemm_params(false, true, p.N, p.OUT, p.IN, 1.0f, beta), x, w, y, stream);
@@ -66,8 +66,8 @@ void linear_backward_weight_cuda(const LinearParams& p, const float* x, const fl
   gemm(gemm_params(true, false, p.OUT, p.IN, p.N, 1.0f, 1.0f), dy, x, dw, stream);
   if (db != nullptr) {
     const unsigned blocks = static_cast<unsigned>((p.OUT + 31) / 32);
-    column_sum_kernel<<<blocks, dim3(32, 8), 0, stream>>>(p.N, p.OUT, dy, db);
-    SN_LAUNCH_CHECK("column_sum_kernel", stream);
+    SN_LAUNCH("column_sum_kernel", column_sum_kernel, blocks, dim3(32, 8), 0, stream, p.N, p.OUT,
+              dy, db);
   }
 }
 

@@ -141,37 +141,36 @@ int64_t inputs(const Pool2dParams& p) {
 
 void max_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, int32_t* argmax,
                              Stream stream) {
-  max_forward_kernel<<<grid_for(outputs(p)), kThreads, 0, stream>>>(p, x, y, argmax);
-  SN_LAUNCH_CHECK("max_pool2d max_forward_kernel", stream);
+  SN_LAUNCH("max_pool2d max_forward_kernel", max_forward_kernel, grid_for(outputs(p)), kThreads, 0,
+            stream, p, x, y, argmax);
 }
 
 void max_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, const int32_t* argmax,
                               float* dx, Stream stream) {
-  max_backward_kernel<<<grid_for(inputs(p)), kThreads, 0, stream>>>(p, dy, argmax, dx);
-  SN_LAUNCH_CHECK("max_pool2d max_backward_kernel", stream);
+  SN_LAUNCH("max_pool2d max_backward_kernel", max_backward_kernel, grid_for(inputs(p)), kThreads, 0,
+            stream, p, dy, argmax, dx);
 }
 
 void avg_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, Stream stream) {
-  avg_forward_kernel<<<grid_for(outputs(p)), kThreads, 0, stream>>>(p, x, y);
-  SN_LAUNCH_CHECK("avg_pool2d avg_forward_kernel", stream);
+  SN_LAUNCH("avg_pool2d avg_forward_kernel", avg_forward_kernel, grid_for(outputs(p)), kThreads, 0,
+            stream, p, x, y);
 }
 
 void avg_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, float* dx, Stream stream) {
-  avg_backward_kernel<<<grid_for(inputs(p)), kThreads, 0, stream>>>(p, dy, dx);
-  SN_LAUNCH_CHECK("avg_pool2d avg_backward_kernel", stream);
+  SN_LAUNCH("avg_pool2d avg_backward_kernel", avg_backward_kernel, grid_for(inputs(p)), kThreads, 0,
+            stream, p, dy, dx);
 }
 
 void global_avg_pool_forward_cuda(int planes, int hw, const float* x, float* y, Stream stream) {
   if (planes <= 0) return;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(planes, kMaxBlocks));
-  global_avg_forward_kernel<<<blocks, kThreads, 0, stream>>>(planes, hw, x, y);
-  SN_LAUNCH_CHECK("global_avg_forward_kernel", stream);
+  SN_LAUNCH("global_avg_forward_kernel", global_avg_forward_kernel, blocks, kThreads, 0, stream,
+            planes, hw, x, y);
 }
 
 void global_avg_pool_backward_cuda(int planes, int hw, const float* dy, float* dx, Stream stream) {
-  global_avg_backward_kernel<<<grid_for(static_cast<int64_t>(planes) * hw), kThreads, 0, stream>>>(
-      planes, hw, dy, dx);
-  SN_LAUNCH_CHECK("global_avg_backward_kernel", stream);
+  SN_LAUNCH("global_avg_backward_kernel", global_avg_backward_kernel,
+            grid_for(static_cast<int64_t>(planes) * hw), kThreads, 0, stream, planes, hw, dy, dx);
 }
 
 }  // namespace scratchnet::kernels

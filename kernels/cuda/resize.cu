@@ -128,23 +128,23 @@ __global__ void resize_gather_u8_kernel(ResizeParams p, int count,
 
 void resize_bilinear_forward_cuda(const ResizeParams& p, const float* x, float* y, Stream stream) {
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.OH * p.OW;
-  resize_forward_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, x, y);
-  SN_LAUNCH_CHECK("resize_forward_kernel", stream);
+  SN_LAUNCH("resize_forward_kernel", resize_forward_kernel, grid_for(total), kThreads, 0, stream, p,
+            x, y);
 }
 
 void resize_bilinear_backward_cuda(const ResizeParams& p, const float* dy, float* dx,
                                    Stream stream) {
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.H * p.W;
-  resize_backward_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, dy, dx);
-  SN_LAUNCH_CHECK("resize_backward_kernel", stream);
+  SN_LAUNCH("resize_backward_kernel", resize_backward_kernel, grid_for(total), kThreads, 0, stream,
+            p, dy, dx);
 }
 
 void resize_gather_u8_cuda(const ResizeParams& p, int count, const uint8_t* images,
                            const int32_t* index, float* y, Stream stream) {
   const int64_t total = static_cast<int64_t>(p.N) * p.OH * p.OW;
   if (total <= 0) return;
-  resize_gather_u8_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, count, images, index, y);
-  SN_LAUNCH_CHECK("resize_gather_u8_kernel", stream);
+  SN_LAUNCH("resize_gather_u8_kernel", resize_gather_u8_kernel, grid_for(total), kThreads, 0,
+            stream, p, count, images, index, y);
 }
 
 }  // namespace scratchnet::kernels

@@ -29,8 +29,7 @@ __global__ void sgd_kernel(int64_t n, SgdParams p, float* __restrict__ param,
 void sgd_step_cuda(int64_t n, const SgdParams& p, float* param, const float* grad, float* buf,
                    Stream stream) {
   if (n <= 0) return;
-  sgd_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, p, param, grad, buf);
-  SN_LAUNCH_CHECK("sgd_kernel", stream);
+  SN_LAUNCH("sgd_kernel", sgd_kernel, grid_for(n), kThreads, 0, stream, n, p, param, grad, buf);
 }
 
 }  // namespace scratchnet::kernels

@@ -102,29 +102,27 @@ __global__ void count_correct_kernel(int N, int C, const float* __restrict__ log
 
 void softmax_ce_forward_cuda(const CrossEntropyParams& p, const float* logits,
                              const int32_t* labels, float* loss, float* probs, Stream stream) {
-  softmax_ce_forward_kernel<<<1, kCeThreads, 0, stream>>>(p, logits, labels, loss, probs);
-  SN_LAUNCH_CHECK("softmax_ce_forward_kernel", stream);
+  SN_LAUNCH("softmax_ce_forward_kernel", softmax_ce_forward_kernel, 1, kCeThreads, 0, stream, p,
+            logits, labels, loss, probs);
 }
 
 void softmax_ce_backward_cuda(const CrossEntropyParams& p, const float* probs,
                               const int32_t* labels, const float* dloss, float* dlogits,
                               Stream stream) {
   const int64_t total = static_cast<int64_t>(p.N) * p.C;
-  softmax_ce_backward_kernel<<<grid_for(total), kThreads, 0, stream>>>(p, probs, labels, dloss,
-                                                                       dlogits);
-  SN_LAUNCH_CHECK("softmax_ce_backward_kernel", stream);
+  SN_LAUNCH("softmax_ce_backward_kernel", softmax_ce_backward_kernel, grid_for(total), kThreads, 0,
+            stream, p, probs, labels, dloss, dlogits);
 }
 
 void argmax_rows_cuda(int N, int C, const float* x, int32_t* idx, Stream stream) {
   if (N <= 0) return;
-  argmax_kernel<<<grid_for(N), kThreads, 0, stream>>>(N, C, x, idx);
-  SN_LAUNCH_CHECK("argmax_kernel", stream);
+  SN_LAUNCH("argmax_kernel", argmax_kernel, grid_for(N), kThreads, 0, stream, N, C, x, idx);
 }
 
 void count_correct_cuda(int N, int C, const float* logits, const int32_t* labels, int32_t* correct,
                         Stream stream) {
-  count_correct_kernel<<<1, kThreads, 0, stream>>>(N, C, logits, labels, correct);
-  SN_LAUNCH_CHECK("count_correct_kernel", stream);
+  SN_LAUNCH("count_correct_kernel", count_correct_kernel, 1, kThreads, 0, stream, N, C, logits,
+            labels, correct);
 }
 
 }  // namespace scratchnet::kernels
