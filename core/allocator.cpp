@@ -6,6 +6,19 @@
 #include "core/cuda.h"
 #include "core/error.h"
 
+// Under AddressSanitizer a block's rounding slack and every cached (freed)
+// block are poisoned, so an overrun past a tensor or a use after its storage
+// died is reported, on the CPU and on the emulated GPU alike (both are host
+// memory there; SCRATCHNET_SANITIZE is refused for real CUDA builds).
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SN_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define SN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define SN_POISON(p, n) ((void)(p), (void)(n))
+#define SN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace scratchnet {
 
 namespace {
@@ -28,8 +41,8 @@ CachingAllocator::~CachingAllocator() {
   // Process exit: the CUDA context may already be gone, so CUDA blocks are
   // left to the driver; host blocks are returned.
   if (device_.is_cpu()) {
-    for (auto& kv : free_) std::free(kv.second);
-    for (auto& kv : live_) std::free(kv.first);
+    for (auto& kv : free_) system_free(kv.second, kv.first);
+    for (auto& kv : live_) system_free(kv.first, kv.second);
   }
 }
 
@@ -39,7 +52,8 @@ void* CachingAllocator::system_alloc(std::size_t bytes) {
   return cuda::malloc_device(bytes);
 }
 
-void CachingAllocator::system_free(void* ptr) {
+void CachingAllocator::system_free(void* ptr, std::size_t bytes) {
+  SN_UNPOISON(ptr, bytes);
   if (device_.is_cpu())
     std::free(ptr);
   else
@@ -65,7 +79,7 @@ void* CachingAllocator::allocate(std::size_t bytes) {
       // Give the cache back and try once more.
       if (device_.is_cuda()) cuda::synchronize();
       for (auto& kv : free_) {
-        system_free(kv.second);
+        system_free(kv.second, kv.first);
         stats_.reserved -= kv.first;
       }
       free_.clear();
@@ -84,6 +98,8 @@ void* CachingAllocator::allocate(std::size_t bytes) {
     }
     stats_.reserved += size;
   }
+  SN_UNPOISON(ptr, bytes);
+  SN_POISON(static_cast<char*>(ptr) + bytes, got - bytes);
   live_.emplace(ptr, got);
   stats_.in_use += got;
   if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
@@ -96,6 +112,7 @@ void CachingAllocator::deallocate(void* ptr) {
   auto it = live_.find(ptr);
   if (it == live_.end()) return;  // not ours: a bug elsewhere, but never a double free
   stats_.in_use -= it->second;
+  SN_POISON(ptr, it->second);
   free_.emplace(it->second, ptr);
   live_.erase(it);
 }
@@ -104,7 +121,7 @@ void CachingAllocator::release_cached() {
   std::lock_guard<std::mutex> lock(mu_);
   if (device_.is_cuda() && !free_.empty()) cuda::synchronize();
   for (auto& kv : free_) {
-    system_free(kv.second);
+    system_free(kv.second, kv.first);
     stats_.reserved -= kv.first;
   }
   free_.clear();
@@ -131,7 +148,10 @@ CachingAllocator& CachingAllocator::of(Device device) {
   std::size_t slot = device.is_cpu() ? 0 : 1 + static_cast<std::size_t>(device.index);
   if (slot >= cpu_and_cuda.size())
     throw DeviceError("device " + device.str() + ": index out of range");
-  if (!cpu_and_cuda[slot]) cpu_and_cuda[slot] = std::make_unique<CachingAllocator>(device);
+  if (!cpu_and_cuda[slot]) {
+    if (device.is_cuda()) cuda::use_device(device.index);  // refuses a second GPU
+    cpu_and_cuda[slot] = std::make_unique<CachingAllocator>(device);
+  }
   return *cpu_and_cuda[slot];
 }
 

@@ -50,7 +50,7 @@ class CachingAllocator {
 
  private:
   void* system_alloc(std::size_t bytes);
-  void system_free(void* ptr);
+  void system_free(void* ptr, std::size_t bytes);
 
   Device device_;
   mutable std::mutex mu_;

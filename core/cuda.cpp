@@ -3,6 +3,7 @@
 #include "core/error.h"
 
 #ifdef SCRATCHNET_WITH_CUDA
+#include <atomic>
 #include <mutex>
 
 #include "kernels/cuda/check.h"
@@ -33,6 +34,35 @@ static void require_gpu() {
   if (!available()) throw DeviceError("no CUDA GPU is visible to this process; use --device cpu");
 }
 
+static std::atomic<int> chosen_device{-1};
+
+void use_device(int index) {
+  require_gpu();
+  if (index < 0 || index >= device_count())
+    throw DeviceError("device cuda:" + std::to_string(index) + ": no such GPU (" +
+                      std::to_string(device_count()) + " visible); use --device cpu or cuda:0");
+  int expected = -1;
+  if (!chosen_device.compare_exchange_strong(expected, index) && expected != index)
+    throw DeviceError("device cuda:" + std::to_string(index) +
+                      ": this process already uses cuda:" + std::to_string(expected) +
+                      "; scratchnet runs on one GPU per process (start another process)");
+}
+
+int current_device() {
+  const int d = chosen_device.load();
+  return d < 0 ? 0 : d;
+}
+
+// The CUDA runtime's current device is per host thread.
+static void bind_thread() {
+  thread_local int bound = -1;
+  const int d = current_device();
+  if (bound != d) {
+    SN_CUDA_CHECK(cudaSetDevice(d));
+    bound = d;
+  }
+}
+
 std::string device_name(int index) {
   require_gpu();
   cudaDeviceProp prop{};
@@ -45,8 +75,11 @@ kernels::Stream stream() {
   static cudaStream_t s = nullptr;
   std::call_once(once, [] {
     require_gpu();
+    use_device(current_device());  // the stream belongs to the chosen GPU from now on
+    bind_thread();
     SN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   });
+  bind_thread();
   return s;
 }
 
@@ -56,6 +89,7 @@ void synchronize() {
 
 void* malloc_device(std::size_t bytes) {
   require_gpu();
+  bind_thread();
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, bytes);
   if (err == cudaErrorMemoryAllocation) {
@@ -67,6 +101,7 @@ void* malloc_device(std::size_t bytes) {
 }
 
 void free_device(void* p) {
+  bind_thread();
   SN_CUDA_CHECK(cudaFree(p));
 }
 
@@ -91,6 +126,7 @@ void memset_zero(void* dst, std::size_t bytes) {
 }
 
 void mem_info(std::size_t* free_bytes, std::size_t* total_bytes) {
+  bind_thread();
   SN_CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
 }
 
@@ -115,6 +151,12 @@ int device_count() {
 }
 std::string device_name(int) {
   no_cuda();
+}
+void use_device(int) {
+  no_cuda();
+}
+int current_device() {
+  return 0;
 }
 kernels::Stream stream() {
   no_cuda();

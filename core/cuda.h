@@ -16,6 +16,12 @@ bool compiled();   // built with CUDA kernels
 bool available();  // compiled and at least one usable GPU
 int device_count();
 std::string device_name(int index = 0);  // "NVIDIA H200", or throws
+// The process's GPU: scratchnet runs on one GPU per process. The first call
+// (from --device cuda:N, or the first CUDA allocation) chooses it; asking
+// for another one afterwards throws DeviceError. Every entry point below
+// binds the calling thread to it (cudaSetDevice) before it touches CUDA.
+void use_device(int index);
+int current_device();  // the chosen GPU (0 until one is chosen)
 kernels::Stream stream();                // the engine's stream (created on first use)
 void synchronize();                      // waits for the stream
 

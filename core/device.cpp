@@ -11,7 +11,11 @@ std::string Device::str() const {
 
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::cpu();
-  if (name == "auto") return cuda::available() ? Device::cuda(0) : Device::cpu();
+  if (name == "auto") {
+    if (!cuda::available()) return Device::cpu();
+    cuda::use_device(cuda::current_device());
+    return Device::cuda(cuda::current_device());
+  }
   if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
     int index = 0;
     if (name.size() > 5) {
@@ -30,6 +34,7 @@ Device parse_device(const std::string& name) {
     if (index >= cuda::device_count())
       throw DeviceError("device '" + name + "': no such GPU (" +
                         std::to_string(cuda::device_count()) + " visible); use --device cpu");
+    cuda::use_device(index);  // or a clear error when this process already uses another
     return Device::cuda(index);
   }
   throw ValueError("device '" + name + "': expected cpu, cuda, cuda:N or auto");

@@ -28,6 +28,10 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
 #ifdef SCRATCHNET_WITH_CUDA
 // Scratch memory the CUDA launchers need (0 if none); the caller provides it.
 std::size_t conv2d_workspace_bytes_cuda(const Conv2dParams& p);
+// Tests only: at most `images` images per im2col chunk (0: the budget's
+// choice), so that small shapes reach the chunk loop. Set it before sizing
+// the workspace.
+void conv2d_cuda_cap_chunk_images_for_testing(int images);
 void conv2d_forward_cuda(const Conv2dParams& p, const float* x, const float* w, const float* b,
                          float* y, void* workspace, Stream stream);
 void conv2d_backward_data_cuda(const Conv2dParams& p, const float* dy, const float* w, float* dx,

@@ -3,8 +3,9 @@
 # (idempotent; needs root or sudo when something is missing). The CUDA toolkit
 # is optional: without nvcc the CPU engine is built.
 set -euo pipefail
+# libboost-context-dev: the fibers of the emulated CUDA target (SCRATCHNET_CUDA=EMULATE).
 pkgs=(build-essential cmake catch2 libstb-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
-      dataset-fashion-mnist)
+      libboost-context-dev dataset-fashion-mnist)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -16,6 +16,7 @@
 // 1x1 / stride 1 / pad 0 convolutions skip im2col in forward and backward data
 // (the image already is the column matrix).
 #include <algorithm>
+#include <atomic>
 
 #include "kernels/conv2d.h"
 #include "kernels/cuda/gemm_internal.h"
@@ -34,6 +35,10 @@ constexpr int kMaxSplit = 128;
 // H100/H200. A constant, not the device's SM count, so the summation order
 // (and so the bits of dW) is the same on every GPU.
 constexpr int kTargetBlocks = 264;
+
+// Tests only: a cap on the images per chunk, so small shapes exercise the
+// chunk loop (and its ragged last chunk) that only large ones reach otherwise.
+std::atomic<int> cap_chunk_images{0};
 
 struct ConvPlan {
   int nb;              // images per chunk
@@ -55,6 +60,7 @@ ConvPlan conv_plan(const Conv2dParams& p) {
   const int64_t per_image = pl.crs * pl.pq + static_cast<int64_t>(p.K) * pl.pq;
   pl.nb =
       static_cast<int>(std::clamp<int64_t>(kColBudgetFloats / per_image, 1, std::min(p.N, 65535)));
+  if (const int cap = cap_chunk_images.load(); cap > 0) pl.nb = std::min(pl.nb, cap);
   pl.col_floats = round4(pl.nb * pl.crs * pl.pq);
   pl.dyt_floats = round4(pl.nb * p.K * pl.pq);
   const int64_t dw_floats = round4(static_cast<int64_t>(p.K) * pl.crs);
@@ -177,6 +183,10 @@ __global__ void bias_grad_kernel(Conv2dParams p, const float* __restrict__ dy,
 }
 
 }  // namespace
+
+void conv2d_cuda_cap_chunk_images_for_testing(int images) {
+  cap_chunk_images.store(images > 0 ? images : 0);
+}
 
 std::size_t conv2d_workspace_bytes_cuda(const Conv2dParams& p) {
   return static_cast<std::size_t>(conv_plan(p).total_floats) * sizeof(float);

@@ -298,6 +298,27 @@ cudaError_t cudaDeviceSynchronize() {
   return fail(sticky());
 }
 
+cudaError_t cudaDeviceReset() {
+  {
+    sn_emu::Memory& mem = sn_emu::memory();
+    std::lock_guard<std::mutex> g(mem.m);
+    for (const auto& [start, bytes] : mem.blocks) {
+      SN_EMU_UNPOISON(reinterpret_cast<char*>(start) + bytes, sn_emu::rounded(bytes) - bytes);
+      std::free(reinterpret_cast<void*>(start));
+    }
+    mem.blocks.clear();
+    mem.in_use = 0;
+  }
+  sn_emu::Errors& e = sn_emu::errors();
+  {
+    std::lock_guard<std::mutex> g(e.m);
+    e.sticky = cudaSuccess;
+    e.sticky_detail.clear();
+  }
+  sn_emu::tl_last = cudaSuccess;
+  return cudaSuccess;
+}
+
 cudaError_t cudaGetLastError() {
   const cudaError_t e = sn_emu::tl_last;
   sn_emu::tl_last = sticky();  // a sticky error cannot be cleared

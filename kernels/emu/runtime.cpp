@@ -20,6 +20,7 @@
 #include <boost/context/fiber.hpp>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <new>
@@ -82,14 +83,14 @@ struct PoolAllocator {
 };
 
 // --- one CUDA thread -------------------------------------------------------------------
-enum class State : uint8_t { Runnable, Barrier, Warp, Done };
+// Unstarted: not yet begun; Runnable: suspended and ready to go on.
+enum class State : uint8_t { Unstarted, Runnable, Barrier, Warp, Done };
 
 struct Lane {
-  ctx::fiber fiber;  // the suspended thread (empty once it has ended)
-  ctx::fiber sched;  // the scheduler, while this thread runs
+  ctx::fiber fiber;  // the fiber this thread is suspended in (while it waits)
   uint3 tid{0, 0, 0};
   unsigned index = 0;
-  State state = State::Runnable;
+  State state = State::Unstarted;
   // a pending warp collective or barrier reduction
   WarpOp op = WarpOp::Sync;
   unsigned mask = 0;
@@ -97,12 +98,24 @@ struct Lane {
   int arg = 0, width = 32;
 };
 
+// The fibers are persistent: each runs CUDA threads one after another. A
+// thread that ends hands its fiber straight to the next unstarted thread of
+// the pass (no switch at all for kernels without barriers); a thread that
+// waits keeps its fiber, and the scheduler takes an idle one (or makes one)
+// for the next unstarted thread.
 struct Block {
   const LaunchDesc* launch = nullptr;
   std::vector<Lane> lanes;
   unsigned n = 0;
-  Lane* current = nullptr;
-  std::string error;  // the first kernel-side error of this block
+  std::vector<unsigned> order;  // this pass's order of the threads
+  std::size_t cursor = 0;       // the next position of `order` to look at
+  Lane* current = nullptr;      // the thread running now
+  ctx::fiber* sched = nullptr;  // in the running fiber: how to get back to the scheduler
+  // What the fiber that just switched back to the scheduler is: idle, or
+  // suspended in `current`.
+  bool yielded_idle = false;
+  unsigned assign = 0;  // the thread an idle fiber is resumed for
+  std::string error;    // the first kernel-side error of this block
 };
 
 thread_local Block* tl_block = nullptr;
@@ -153,9 +166,17 @@ Lane& self(const char* what) {
   return *tl_block->current;
 }
 
-// Back to the scheduler until it resumes this thread.
+// Back to the scheduler until it resumes this thread. The position after
+// this thread is where the pass goes on.
 void suspend(Lane& l) {
-  l.sched = std::move(l.sched).resume();
+  Block& b = *tl_block;
+  ++b.cursor;
+  b.yielded_idle = false;
+  ctx::fiber& s = *b.sched;
+  s = std::move(s).resume();
+  b.sched = &s;
+  b.current = &l;
+  threadIdx = l.tid;
 }
 
 // A kernel-side error: recorded, and this thread never runs again (the
@@ -341,27 +362,112 @@ TlsRange find_shared_segment(const void* kernel) {
   return s.r;
 }
 
-// Per CPU thread: one segment per kernels' library (there is one).
+// Per CPU thread and kernel (looked up once: dladdr takes a lock).
 const TlsRange& shared_segment(const void* kernel) {
-  thread_local std::vector<std::pair<const void*, TlsRange>> cache;
+  thread_local std::deque<std::pair<const void*, TlsRange>> by_module;  // stable addresses
+  thread_local std::vector<std::pair<const void*, const TlsRange*>> by_kernel;
+  for (const auto& e : by_kernel)
+    if (e.first == kernel) return *e.second;
   Dl_info info{};
   const void* base = dladdr(kernel, &info) ? info.dli_fbase : kernel;
-  for (const auto& e : cache)
-    if (e.first == base) return e.second;
-  cache.emplace_back(base, find_shared_segment(kernel));
-  return cache.back().second;
+  const TlsRange* r = nullptr;
+  for (const auto& e : by_module)
+    if (e.first == base) r = &e.second;
+  if (r == nullptr) {
+    by_module.emplace_back(base, find_shared_segment(kernel));
+    r = &by_module.back().second;
+  }
+  by_kernel.emplace_back(kernel, r);
+  return *r;
 }
 
 // --- running one block ---------------------------------------------------------------------
 struct Worker {
   StackPool stacks{config().stack_bytes};
   Block block;
-  std::vector<unsigned> order;
+  std::vector<ctx::fiber> idle;  // fibers with no thread, kept from block to block
 };
 
 Worker& worker() {
   thread_local Worker w;
   return w;
+}
+
+// Runs the thread `b.current` to its end, in whatever fiber this is.
+void run_thread(Block& b) {
+  Lane& l = *b.current;
+  threadIdx = l.tid;
+  try {
+    b.launch->run(b.launch->pack);
+  } catch (const ctx::detail::forced_unwind&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (b.error.empty()) b.error = where(b, &l) + "threw " + e.what();
+  }
+  l.state = State::Done;
+}
+
+// The body of every fiber: run the assigned thread; then, while the next
+// thread of the pass is an unstarted one, run it too; then go idle.
+ctx::fiber fiber_main(ctx::fiber&& sched) {
+  ctx::fiber s = std::move(sched);
+  for (;;) {
+    Block& b = *tl_block;
+    b.sched = &s;
+    b.current = &b.lanes[b.assign];
+    for (;;) {
+      run_thread(b);
+      ++b.cursor;
+      while (b.cursor < b.n && b.lanes[b.order[b.cursor]].state != State::Unstarted &&
+             b.lanes[b.order[b.cursor]].state != State::Runnable)
+        ++b.cursor;
+      if (!b.error.empty() || b.cursor >= b.n ||
+          b.lanes[b.order[b.cursor]].state != State::Unstarted)
+        break;
+      b.current = &b.lanes[b.order[b.cursor]];
+      b.current->state = State::Runnable;
+    }
+    b.current = nullptr;
+    b.yielded_idle = true;
+    s = std::move(s).resume();
+  }
+}
+
+void make_order(Block& b, const Config& cfg, uint64_t& rng) {
+  for (unsigned i = 0; i < b.n; ++i) b.order[i] = cfg.order == Order::Reverse ? b.n - 1 - i : i;
+  if (cfg.order == Order::Shuffle)
+    for (unsigned i = b.n; i > 1; --i) std::swap(b.order[i - 1], b.order[splitmix(rng) % i]);
+}
+
+// One pass: every thread that can run, runs until it waits or ends.
+void run_pass(Worker& wk, Block& b) {
+  b.cursor = 0;
+  while (b.cursor < b.n && b.error.empty()) {
+    Lane& l = b.lanes[b.order[b.cursor]];
+    ctx::fiber f;
+    if (l.state == State::Runnable) {
+      f = std::move(l.fiber);
+    } else if (l.state == State::Unstarted) {
+      l.state = State::Runnable;
+      b.assign = l.index;
+      if (!wk.idle.empty()) {
+        f = std::move(wk.idle.back());
+        wk.idle.pop_back();
+      } else {
+        f = ctx::fiber(std::allocator_arg, PoolAllocator{&wk.stacks}, fiber_main);
+      }
+    } else {
+      ++b.cursor;
+      continue;
+    }
+    b.current = &l;
+    ctx::fiber back = std::move(f).resume();
+    if (b.yielded_idle)
+      wk.idle.push_back(std::move(back));
+    else
+      b.current->fiber = std::move(back);
+    b.current = nullptr;
+  }
 }
 
 // Returns the error of the block, empty when it ran to the end.
@@ -382,46 +488,22 @@ std::string run_block(const LaunchDesc& d, uint64_t linear) {
   b.n = d.block.x * d.block.y * d.block.z;
   b.error.clear();
   b.current = nullptr;
-  b.lanes.resize(b.n);  // no fiber is alive here, so the vector may move
+  b.lanes.resize(b.n);
+  b.order.resize(b.n);
   for (unsigned i = 0; i < b.n; ++i) {
     Lane& l = b.lanes[i];
     l.index = i;
     l.tid = {i % d.block.x, i / d.block.x % d.block.y, i / (d.block.x * d.block.y)};
-    l.state = State::Runnable;
-    l.fiber = ctx::fiber(std::allocator_arg, PoolAllocator{&wk.stacks},
-                         [&l, &d](ctx::fiber&& sched) -> ctx::fiber {
-                           l.sched = std::move(sched);
-                           try {
-                             d.run(d.pack);
-                           } catch (const ctx::detail::forced_unwind&) {
-                             throw;
-                           } catch (const std::exception& e) {
-                             if (tl_block->error.empty())
-                               tl_block->error = where(*tl_block, &l) + "threw " + e.what();
-                           }
-                           l.state = State::Done;
-                           return std::move(l.sched);
-                         });
+    l.state = State::Unstarted;
   }
   Block* outer = tl_block;
   tl_block = &b;
 
   const Config& cfg = config();
-  wk.order.resize(b.n);
   uint64_t rng = cfg.seed * 0x2545f4914f6cdd1dull + linear;
-  for (uint64_t pass = 0;; ++pass) {
-    for (unsigned i = 0; i < b.n; ++i) wk.order[i] = cfg.order == Order::Reverse ? b.n - 1 - i : i;
-    if (cfg.order == Order::Shuffle)
-      for (unsigned i = b.n; i > 1; --i) std::swap(wk.order[i - 1], wk.order[splitmix(rng) % i]);
-    for (unsigned idx : wk.order) {
-      Lane& l = b.lanes[idx];
-      if (l.state != State::Runnable) continue;
-      b.current = &l;
-      threadIdx = l.tid;
-      l.fiber = std::move(l.fiber).resume();
-      b.current = nullptr;
-      if (!b.error.empty()) break;
-    }
+  for (;;) {
+    make_order(b, cfg, rng);
+    run_pass(wk, b);
     if (!b.error.empty() || !resolve_warps(b)) break;
     unsigned live = 0, at_barrier = 0, runnable = 0;
     for (const Lane& l : b.lanes) {
@@ -450,9 +532,13 @@ std::string run_block(const LaunchDesc& d, uint64_t linear) {
               ranges(b, [](const Lane& l) { return l.state == State::Done; }) + "] have exited";
     break;
   }
-  tl_block = outer;
   std::string err = b.error;
-  for (Lane& l : b.lanes) l.fiber = ctx::fiber();  // unwinds any thread left suspended
+  if (!err.empty()) {
+    // Unwind every fiber left inside a thread (and the idle ones with them).
+    for (Lane& l : b.lanes) l.fiber = ctx::fiber();
+    wk.idle.clear();
+  }
+  tl_block = outer;
   return err;
 }
 
