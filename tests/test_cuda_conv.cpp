@@ -23,16 +23,6 @@
 using namespace scratchnet;
 using namespace scratchnet::cudatest;
 
-namespace scratchnet::kernels {
-// Test-only knob, to be defined in kernels/cuda/conv2d.cu: caps the images
-// per batch chunk that conv_plan chooses (and so the workspace it asks for);
-// 0 removes the cap. Without it no shape small enough for the sanitizer runs
-// has more than one chunk (the chunk budget is 256 MB). Declared weak so the
-// suite links before the knob exists: its address is then null and the case
-// that needs it fails, saying so.
-void conv2d_cuda_cap_chunk_images_for_testing(int images) __attribute__((weak));
-}  // namespace scratchnet::kernels
-
 namespace {
 
 struct ConvCase {
@@ -50,17 +40,11 @@ void check_conv_both(const ConvCase& c, uint64_t seed) {
   check_conv(c, seed, Data::Fp64);
 }
 
-// Caps the images per conv chunk for its scope (see the knob above).
+// Caps the images per conv chunk for its scope
+// (kernels::conv2d_cuda_cap_chunk_images_for_testing, set before sizing the workspace).
 class ChunkCap {
  public:
-  explicit ChunkCap(int images) {
-    // The weak symbol's address is null until kernels/cuda/conv2d.cu defines it.
-    if (&k::conv2d_cuda_cap_chunk_images_for_testing == nullptr)
-      FAIL(
-          "kernels::conv2d_cuda_cap_chunk_images_for_testing(int) is not defined: "
-          "the CUDA conv has no test knob to cap its chunk size yet");
-    k::conv2d_cuda_cap_chunk_images_for_testing(images);
-  }
+  explicit ChunkCap(int images) { k::conv2d_cuda_cap_chunk_images_for_testing(images); }
   ~ChunkCap() { k::conv2d_cuda_cap_chunk_images_for_testing(0); }
   ChunkCap(const ChunkCap&) = delete;
   ChunkCap& operator=(const ChunkCap&) = delete;
