@@ -276,3 +276,33 @@ TEST_CASE("bench rejects bad flags (exit 2) and bad shapes (exit 1)", "[bench]")
   CHECK(r.code == 1);
   CHECK(has(r.err + r.out, "conv2d:1,2"));
 }
+
+TEST_CASE("bench's quick default: LeNet's layers, no square GEMM, a table within 120 columns",
+          "[bench]") {
+  // --op narrows it to two cheap kernels; the defaults under test are the
+  // model list, the GEMM list and the table layout.
+  for (const char* size_flag : {"--resize 28", "--image-size 28"}) {
+    const RunResult r =
+        run_binary(std::string("bench --device cpu --mode kernels --op sgd,relu,gemm ") +
+                   "--repeats 1 --warmup 0 " + size_flag);
+    INFO(size_flag << "\n" << r.out << r.err);
+    REQUIRE(r.code == 0);
+    CHECK(r.out.find("4096") == std::string::npos);  // no 4096^3 GEMM unless --square-gemm
+    CHECK(r.out.find("lenet net.7") != std::string::npos);
+    CHECK(r.out.find("alexnet") == std::string::npos);
+    std::istringstream lines(r.out);
+    std::size_t widest = 0;
+    for (std::string line; std::getline(lines, line);) widest = std::max(widest, line.size());
+    CHECK(widest <= 120);
+    CHECK(r.err.find("bench [") != std::string::npos);  // progress went to stderr
+  }
+}
+
+TEST_CASE("bench --width-divisor divides VGG's channels like train's", "[bench]") {
+  const auto full = model_layers("vgg11", 2, 224, 1);
+  const auto quarter = model_layers("vgg11", 2, 224, 4);
+  REQUIRE(full.size() == quarter.size());
+  CHECK(full[0].conv.K == 64);
+  CHECK(quarter[0].conv.K == 16);
+  CHECK_THROWS_AS(model_layers("lenet", 2, 28, 4), ValueError);
+}

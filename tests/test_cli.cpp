@@ -11,10 +11,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_files.h"
+#include "tools/suggest.h"
 #include "train/data.h"
 
 namespace fs = std::filesystem;
@@ -97,6 +101,16 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
   CHECK(has(r.out, "epoch 2/2"));
   CHECK(count_lines(slurp(tmp.path / "run" / "metrics.csv")) == 3);
   CHECK(has(slurp(tmp.path / "run" / "config.json"), "\"train_limit\": 512"));
+  // The final line uses the epoch lines' 4 decimals.
+  CHECK(has(r.out, "done: test acc 0."));
+  const auto done_at = r.out.find("done: test acc ");
+  REQUIRE(done_at != std::string::npos);
+  CHECK(r.out.substr(done_at + 15, 7).find(',') == 6);  // "0.1234,"
+
+  // Asking for no more epochs than are done says what --epochs means.
+  r = run_binary("train --model lenet --resume '" + run_dir + "' --epochs 2");
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "the run has finished 2 epochs and --epochs is 2"));
 
   const std::string weights = "'" + run_dir + "/model.safetensors'";
   r = run_binary("eval --model lenet --device cpu --test-limit 256 --data '" + data +
@@ -105,6 +119,22 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
   CHECK(has(r.out, "on 256 test images"));
   CHECK(has(r.out, "confusion matrix"));
   CHECK(has(r.out, "Ankle boot"));
+
+  r = run_binary("eval --model lenet --device cpu --test-limit 256 --json --data '" + data +
+                 "' --weights " + weights);
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j.at("test_images") == 256);
+  CHECK(j.at("per_class").size() == 10);
+  int64_t in_matrix = 0, diagonal = 0;
+  for (std::size_t t = 0; t < 10; ++t)
+    for (std::size_t q = 0; q < 10; ++q) {
+      in_matrix += j.at("confusion").at(t).at(q).get<int64_t>();
+      if (t == q) diagonal += j.at("confusion").at(t).at(q).get<int64_t>();
+    }
+  CHECK(in_matrix == 256);
+  CHECK(j.at("correct") == diagonal);
+  CHECK(j.at("accuracy").get<double>() == static_cast<double>(diagonal) / 256.0);
 
   r = run_binary("eval --model resnet18 --device cpu --test-limit 256 --weights " + weights);
   CHECK(r.code == 1);
@@ -135,4 +165,92 @@ TEST_CASE("train, eval, summary and predict work end to end on a small subset", 
   CHECK(r.code == 1);
   CHECK(count_lines(r.err) == 1);
   CHECK(has(r.err, "notes.txt"));
+}
+
+TEST_CASE("help, --version and 'did you mean' for commands and flags", "[cli]") {
+  RunResult r = run_binary("help");
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "Usage: scratchnet"));
+  CHECK(has(r.out, "train"));
+  r = run_binary("help train");
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "--epochs"));
+  CHECK(has(r.out, "--lr-schedule"));
+
+  r = run_binary("--version");
+  CHECK(r.code == 0);
+  CHECK(r.out.rfind("scratchnet " SCRATCHNET_VERSION " (commit ", 0) == 0);
+#if defined(SCRATCHNET_CUDA_EMULATED)
+  CHECK(has(r.out, "emulator"));
+#elif defined(SCRATCHNET_WITH_CUDA)
+  CHECK(has(r.out, "CUDA kernels compiled in"));
+#else
+  CHECK(has(r.out, "without CUDA"));
+#endif
+
+  const std::pair<const char*, const char*> typos[] = {
+      {"trian", "did you mean train?"},
+      {"evl --model lenet", "did you mean eval?"},
+      {"hlep", "did you mean help?"},
+      {"--verison", "did you mean --version?"},
+      {"train --model lenet --epoch 1", "did you mean --epochs?"},
+      {"train --model lenet --learning-rate 0.1", ""},
+      {"eval --model lenet --weigths x.safetensors", "did you mean --weights?"},
+      {"bench --resise 64", "did you mean --resize?"},
+  };
+  for (const auto& [args, hint] : typos) {
+    r = run_binary(args);
+    INFO("scratchnet " << args << "\nstderr: " << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err.rfind("error: unknown ", 0) == 0);
+    if (*hint)
+      CHECK(has(r.err, hint));
+    else
+      CHECK(!has(r.err, "did you mean"));
+  }
+}
+
+TEST_CASE("edit distance and the closest name", "[cli]") {
+  using scratchnet::tools::closest;
+  using scratchnet::tools::edit_distance;
+  CHECK(edit_distance("trian", "train") == 1);  // a swap counts once
+  CHECK(edit_distance("", "abc") == 3);
+  CHECK(edit_distance("kitten", "sitting") == 3);
+  const std::vector<std::string> flags = {"--epochs", "--batch-size", "--lr", "--lr-schedule"};
+  CHECK(closest("--epoch", flags) == "--epochs");
+  CHECK(closest("--batchsize", flags) == "--batch-size");
+  CHECK(closest("--lr-sched", flags) == "--lr-schedule");  // a prefix of one name
+  CHECK(closest("--momentum", flags).empty());
+}
+
+TEST_CASE("train follows a step schedule and records lr and test loss per epoch", "[cli]") {
+  TempDir tmp("cli-schedule");
+  const RunResult r = run_binary(
+      "train --model lenet --epochs 2 --train-limit 256 --test-limit 128 --device cpu "
+      "--lr 0.8 --lr-schedule step --lr-step-epochs 1 --lr-gamma 0.5 --threads 1 --data '" +
+      scratchnet::data::default_data_dir() + "' --out '" + tmp.file("run") + "'");
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(has(r.out, "lr 0.8 (step x0.5 every 1 epochs)"));
+  CHECK(has(r.out, "1 CPU thread (OpenMP wait policy passive)"));
+  CHECK(has(r.out, "test loss "));
+  const std::string csv = slurp(tmp.path / "run" / "metrics.csv");
+  INFO(csv);
+  // epoch,train_loss,train_acc,test_loss,test_acc,lr,...: the lr field of each row.
+  std::vector<std::string> lrs;
+  std::istringstream lines(csv);
+  std::string line;
+  std::getline(lines, line);
+  CHECK(line.rfind("epoch,train_loss,train_acc,test_loss,test_acc,lr,", 0) == 0);
+  while (std::getline(lines, line)) {
+    std::vector<std::string> f;
+    std::istringstream cells(line);
+    for (std::string c; std::getline(cells, c, ',');) f.push_back(c);
+    REQUIRE(f.size() == 9);
+    CHECK(!f[3].empty());  // test loss
+    lrs.push_back(f[5]);
+  }
+  CHECK(lrs == std::vector<std::string>{"0.8", "0.4"});
+  CHECK(fs::exists(tmp.path / "run" / "metrics_columns.txt"));
+  CHECK(fs::exists(tmp.path / "run" / "training_curves.svg"));
 }

@@ -4,6 +4,7 @@
 #include <stb_image.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
@@ -96,4 +97,50 @@ TEST_CASE("the chart reports bad paths and empty input", "[plot]") {
   CHECK_FALSE(fs::exists(bad));
   CHECK_THROWS_AS(plot::write_line_chart(dir.file("x.png"), {}, "epoch", "t"), ValueError);
   CHECK_FALSE(fs::exists(dir.file("x.png")));
+}
+
+TEST_CASE("the training figure: two panels, PNG and SVG, with or without the TrueType font",
+          "[plot]") {
+  TempDir dir("plot");
+  plot::Figure f;
+  f.title = "lenet on Fashion-MNIST";
+  f.subtitle = "batch 256, lr 0.9, 10 epochs; test acc 0.8600";
+  f.panels = {{"loss (cross-entropy)", {kCurves[0]}, false},
+              {"accuracy", {kCurves[1], kCurves[2]}, true}};
+  const char* saved = std::getenv("SCRATCHNET_FONT");
+  const std::string keep = saved ? saved : "";
+  for (const char* font : {"", "none"}) {
+    INFO("SCRATCHNET_FONT=" << font);
+    if (*font)
+      ::setenv("SCRATCHNET_FONT", font, 1);
+    else
+      ::unsetenv("SCRATCHNET_FONT");
+    const std::string png = dir.file("curves.png"), svg = dir.file("curves.svg");
+    plot::write_figure(f, png, svg);
+    const Image img = load_png(png);
+    CHECK(img.w == 1100);
+    CHECK(img.h == 520);
+    CHECK(img.count(31, 119, 180) > 200);  // each series keeps its exact colour inside its line
+    CHECK(img.count(191, 0, 191) > 100);
+    CHECK(img.count(0, 128, 0) > 100);
+    CHECK(img.count(0, 0, 0) > 2000);  // two frames
+    // Antialiased: shades between background and ink (3x3 supersampling gives
+    // the stroke font 10 levels; TrueType glyphs bring their own coverage).
+    std::set<int> greys;
+    for (std::size_t i = 0; i + 2 < img.rgb.size(); i += 3)
+      if (img.rgb[i] == img.rgb[i + 1] && img.rgb[i + 1] == img.rgb[i + 2])
+        greys.insert(img.rgb[i]);
+    const bool truetype = !*font && fs::exists("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
+    CHECK(greys.size() > (truetype ? 50u : 8u));
+    const std::string text = scratchnet::testing::slurp(svg);
+    CHECK(text.rfind("<svg ", 0) == 0);
+    for (const char* part : {">loss (cross-entropy)<", ">accuracy<", ">epoch<", ">test acc<",
+                             ">lenet on Fashion-MNIST<", "stroke-dasharray", "</svg>"})
+      CHECK(text.find(part) != std::string::npos);
+  }
+  if (saved)
+    ::setenv("SCRATCHNET_FONT", keep.c_str(), 1);
+  else
+    ::unsetenv("SCRATCHNET_FONT");
+  CHECK_THROWS_AS(plot::write_figure(plot::Figure{}, dir.file("x.png")), ValueError);
 }

@@ -181,7 +181,23 @@ TEST_CASE("metrics rows survive the JSON round trip; CSV has the documented colu
   CHECK(back[0].train_loss == rows[0].train_loss);
   CHECK(back[1].img_per_s == rows[1].img_per_s);
   const std::string csv = train::metrics_csv(rows);
-  CHECK(csv.rfind("epoch,train_loss,train_acc,test_acc,seconds,img_per_s\n1,0.123457,", 0) == 0);
+  CHECK(
+      csv.rfind("epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds,train_seconds,img_per_s\n"
+                "1,0.123457,0.500000,,0.250000,",
+                0) == 0);
+  // Every column is documented, in the CSV's order, in the sidecar text.
+  const std::string doc = train::metrics_columns_text();
+  std::size_t at = 0;
+  for (const auto& c : train::metrics_columns()) {
+    const auto found = doc.find(std::string("\n") + c.name + ": ", at);
+    CHECK(found != std::string::npos);
+    at = found == std::string::npos ? at : found;
+  }
+  // The test loss survives the round trip; a row without one reads back as NaN.
+  rows[1].test_loss = 0.375;
+  const auto again = train::metrics_from_json(train::metrics_to_json(rows), "test");
+  CHECK(std::isnan(again[0].test_loss));
+  CHECK(again[1].test_loss == 0.375);
   CHECK_THROWS_AS(train::metrics_from_json("{\"epoch\": 1}", "x"), ValueError);
   CHECK_THROWS_AS(train::metrics_from_json("[{\"epoch\": 1}]", "x"), ValueError);
 }

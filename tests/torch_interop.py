@@ -3,6 +3,8 @@
 
 Usage: /usr/bin/python3 tests/torch_interop.py BUILD_DIR/scratchnet_tests
 
+Part 1 (one module, every dtype):
+
 PyTorch builds a Linear(2, 3) + BatchNorm1d(3) module (the C++ test mirrors
 its state_dict keys), trains its BatchNorm statistics for one step and saves
 the state_dict as safetensors. The Catch test "[torch-interop]", given
@@ -14,6 +16,17 @@ The safetensors bytes are written and read here with struct + json (the
 `safetensors` package is not a dependency), strictly as the format's
 reference implementation checks them: 8-aligned header, tensors packed
 back to back covering the whole data section.
+
+Part 2 (the models, both ways): python/scratchnet_models.py builds lenet,
+resnet18 and vgg11 (width / 8) with PyTorch's initialisation; the same
+weights are also saved under d2l's nn.Sequential keys (d2l's LeNet and VGG
+definitions below; d2l's ResNet keys are ours), with keys sorted by name as
+safetensors writers do. The hidden Catch test "[torch-models]" loads both
+into scratchnet models, runs an input batch through them and writes the
+logits and its own state_dict back; here the logits are compared with
+PyTorch's and the state_dict is loaded with scratchnet_models.load (strict)
+and compared exactly. The scratchnet binary then evaluates the d2l LeNet
+file, through the --weights path a user takes.
 
 Exit codes: 0 pass, 1 fail, 77 skipped (no PyTorch in this Python), for
 ctest's SKIP_RETURN_CODE.
@@ -108,6 +121,97 @@ def main():
             else:
                 assert torch.equal(got, want + 1), f"{name}: {got} != {want} + 1"
     print(f"PASS: {len(state)} tensors went torch -> scratchnet -> torch intact")
+    return models_both_ways(binary)
+
+
+# d2l's (0.17, PyTorch) definitions, for the keys they give.
+def d2l_lenet():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10))
+
+
+def d2l_vgg(conv_arch):
+    def block(num_convs, cin, cout):
+        layers = []
+        for _ in range(num_convs):
+            layers += [nn.Conv2d(cin, cout, kernel_size=3, padding=1), nn.ReLU()]
+            cin = cout
+        return nn.Sequential(*layers, nn.MaxPool2d(2, 2))
+    blks, cin = [], 1
+    for n, c in conv_arch:
+        blks.append(block(n, cin, c))
+        cin = c
+    return nn.Sequential(*blks, nn.Flatten(), nn.Linear(cin * 7 * 7, 4096), nn.ReLU(),
+                         nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(4096, 10))
+
+
+def models_both_ways(binary):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import scratchnet_models as sm
+    cases = [("lenet", 1, 28), ("resnet18", 1, 64), ("vgg11", 8, 224)]
+    torch.manual_seed(1)
+    with tempfile.TemporaryDirectory() as d:
+        refs = {}
+        for name, wd, side in cases:
+            net = sm.build(name, wd).eval()
+            for m in net.modules():  # non-trivial batch-norm statistics
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.num_batches_tracked.fill_(7)
+            p = os.path.join(d, name)
+            sm.save(net, name, p + ".ours.safetensors", width_divisor=wd)
+            if name == "lenet":
+                other = d2l_lenet()
+            elif name == "vgg11":
+                other = d2l_vgg(tuple((n, c // wd) for n, c in sm.VGG_ARCHS["vgg11"]))
+            else:
+                other = sm.build(name)  # d2l's ResNet has our keys already
+            ours_sd, other_sd = net.state_dict(), other.state_dict()
+            assert [v.shape for v in ours_sd.values()] == [v.shape for v in other_sd.values()]
+            other.load_state_dict(dict(zip(other_sd.keys(), ours_sd.values())), strict=True)
+            sm.save_state_dict(dict(sorted(other.state_dict().items())), p + ".d2l.safetensors")
+            x = torch.rand(2, 1, side, side)
+            save(p + ".input.safetensors", {"x": x}, {})
+            with torch.no_grad():
+                refs[name] = (net(x), ours_sd)
+        with open(os.path.join(d, "models.txt"), "w") as f:
+            f.writelines(f"{n} {wd}\n" for n, wd, _ in cases)
+        run = subprocess.run([binary, "[torch-models]"],
+                             env={**os.environ, "SCRATCHNET_INTEROP_DIR": d},
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            print(run.stdout, run.stderr)
+            print(f"FAIL: {binary} [torch-models] exited {run.returncode}")
+            return 1
+        for name, wd, _ in cases:
+            p = os.path.join(d, name)
+            back, _ = sm.load_state_dict(p + ".logits.safetensors")
+            want, state = refs[name]
+            # float32 forward passes summing in different orders: |a - b| <= 1e-4 * (1 + |ref|)
+            # (rounding ~1e-7 per add, compounded over the deepest chain of reductions)
+            for key in ("logits", "logits_d2l"):
+                err = ((back.pop(key) - want).abs() - 1e-4 * (1 + want.abs())).max().item()
+                assert err <= 0, f"{name} {key}: beyond tolerance by {err}"
+            net = sm.load(p + ".scratchnet.safetensors")  # the documented two-line load
+            for k, v in net.state_dict().items():
+                assert torch.equal(v, state[k]), f"{name} {k} changed on the way back"
+            print(f"PASS: {name}: torch -> scratchnet (our keys and d2l's) -> torch, "
+                  f"{len(state)} tensors, logits agree")
+        # The user's path: --weights with the d2l LeNet file.
+        cli = os.path.join(os.path.dirname(os.path.abspath(binary)), "scratchnet")
+        run = subprocess.run([cli, "eval", "--model", "lenet", "--device", "cpu", "--test-limit",
+                              "64", "--json", "--weights", os.path.join(d, "lenet.d2l.safetensors")],
+                             capture_output=True, text=True)
+        if run.returncode != 0 or '"accuracy"' not in run.stdout:
+            print(run.stdout, run.stderr)
+            print("FAIL: scratchnet eval did not take the d2l LeNet checkpoint")
+            return 1
+        print("PASS: scratchnet eval --weights <d2l LeNet> works")
     return 0
 
 

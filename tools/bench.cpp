@@ -5,6 +5,8 @@
 // chosen by --mode step, or by naming models with --model and no --op.
 #include "tools/bench.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -16,7 +18,9 @@
 #include "core/error.h"
 #include "models/models.h"
 #include "tools/bench_modes.h"
+#include "tools/cli.h"
 #include "train/atomic_file.h"
+#include "train/metrics.h"
 
 namespace scratchnet::tools {
 
@@ -109,8 +113,8 @@ namespace {
 struct BenchFlags {
   std::string device = "auto", mode = "auto", format = "table", out;
   std::vector<std::string> ops, models, shapes;
-  int batch = 0, image_size = 0, repeats = 10, warmup = 3, steps = 10, top = 15;
-  bool no_validate = false, no_profile = false;
+  int batch = 0, image_size = 0, width_divisor = 1, repeats = 10, warmup = 3, steps = 10, top = 15;
+  bool no_validate = false, no_profile = false, square_gemm = false;
 };
 
 std::vector<std::string> model_choices() {
@@ -129,8 +133,27 @@ void write_output(const std::string& text, const std::string& path) {
   write_file_atomically(path, text);
 }
 
+// Progress on stderr, so that stdout stays the report: redrawn in place on a
+// terminal, one line per measurement otherwise.
+std::function<void(const std::string&, int, int)> stderr_progress() {
+  const bool tty = train::is_terminal(STDERR_FILENO);
+  return [tty](const std::string& what, int done, int total) {
+    char head[48];
+    std::snprintf(head, sizeof head, "bench [%d/%d] ", done, total);
+    std::string line = head + what;
+    if (!tty) {
+      std::cerr << line << "\n";
+      return;
+    }
+    const int room = train::terminal_columns(STDERR_FILENO) - 1;
+    if (room > 0 && static_cast<int>(line.size()) > room) line.resize(std::size_t(room));
+    std::cerr << "\r\033[K" << line << (done == total ? "\r\033[K" : "") << std::flush;
+  };
+}
+
 void run(const BenchFlags& f) {
   const Device device = parse_device(f.device);
+  const auto progress = stderr_progress();
   const bool step_mode = f.mode == "step" || (f.mode == "auto" && f.ops.empty() &&
                                               f.shapes.empty() && !f.models.empty());
   std::ostringstream os;
@@ -140,23 +163,37 @@ void run(const BenchFlags& f) {
       names.clear();
       for (const auto& m : bench::bench_models()) names.push_back(m.name);
     }
+    int done = 0;
     for (const auto& name : names) {
+      progress("training steps of " + name, done++, static_cast<int>(names.size()));
       bench::StepOptions o;
       o.device = device, o.model = name, o.batch = f.batch, o.image_size = f.image_size;
+      o.width_divisor = f.width_divisor;
       o.steps = f.steps, o.warmup = f.warmup, o.profile = !f.no_profile;
       bench::write_step_report(bench::run_step_bench(o), f.format, f.top, os);
       if (f.format != "json" && names.size() > 1) os << "\n";
     }
+    progress("done", done, done);
     write_output(os.str(), f.out);
     return;
   }
   bench::KernelOptions o;
   o.device = device;
   if (!f.ops.empty()) o.ops = f.ops;
-  if (!f.models.empty()) o.models = f.models;
+  if (!f.models.empty()) {
+    o.models = f.models;
+  } else if (device.is_cpu() && f.shapes.empty()) {
+    // Every model's layers take minutes on a CPU; LeNet's take seconds.
+    o.models = {"lenet"};
+    std::cerr << "bench: on the CPU the kernel mode defaults to LeNet's layers (--model all for "
+                 "every model)\n";
+  }
   o.shapes = f.shapes, o.batch = f.batch, o.image_size = f.image_size;
   o.warmup = f.warmup, o.repeats = f.repeats, o.validate = !f.no_validate;
+  o.width_divisor = f.width_divisor, o.square_gemm = f.square_gemm;
+  o.progress = progress;
   const bench::KernelReport r = bench::run_kernel_bench(o);
+  progress("done", 1, 1);
   bench::write_kernel_report(r, f.format, os);
   write_output(os.str(), f.out);
   int failed = 0;
@@ -190,8 +227,19 @@ void add_bench_command(CLI::App& app) {
                   "conv2d:N,C,H,W,K,R[,stride[,pad]] linear:N,IN,OUT relu:n");
   cmd->add_option("--batch-size", flags->batch, "batch size (default: the course's per model)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--image-size", flags->image_size, "input side (default: the course's per model)")
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--resize", flags->image_size,
+                  "input side in pixels, as train's --resize (default: the course's per model)")
+      ->check(positive());
+  // The flag's old name, kept working but out of the help.
+  cmd->add_option("--image-size", flags->image_size)->check(positive())->group("");
+  cmd->add_option("--width-divisor", flags->width_divisor,
+                  "divide VGG's channel counts, as train's --width-divisor")
+      ->check(positive())
+      ->capture_default_str();
+  add_threads_option(*cmd);
+  cmd->add_flag("--square-gemm", flags->square_gemm,
+                "kernel mode: also time a 4096^3 GEMM (minutes on a CPU; the GPU's cuBLAS "
+                "ceiling uses it regardless)");
   cmd->add_option("--repeats", flags->repeats, "kernel mode: timed repeats per configuration")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();

@@ -215,6 +215,10 @@ void Bench::time_case(Case& c, const std::string& op, const std::string& model,
     r.t = timer.time(o.warmup, o.repeats, p.run);
     const double ceiling = p.flops > 0 ? gemm_rate : copy_rate;
     if (ceiling > 0) r.ceiling_pct = 100.0 * r.rate() / ceiling;
+    // On a VM the reported LLC (hundreds of MiB) can exceed the flush, which
+    // is clamped to 128 MiB: a small working set then survives it in cache.
+    r.cache_resident = p.flops <= 0 && timer.flush_bytes() < 2 * timer.l2_bytes() &&
+                       p.bytes < double(timer.l2_bytes());
     if (p.gemm_backed) r.cublas_ms = cublas_ms(p.gemm);
     report.rows.push_back(r);
   }
@@ -235,6 +239,8 @@ KernelReport run_kernel_bench(const KernelOptions& o) {
   b.report.device = o.device.str();
   b.report.device_name = o.device.is_cuda() ? cuda::device_name(o.device.index) : "host CPU";
   b.report.warmup = o.warmup, b.report.repeats = o.repeats;
+  b.report.llc_mib = double(b.timer.l2_bytes()) / double(1 << 20);
+  b.report.flush_mib = double(b.timer.flush_bytes()) / double(1 << 20);
   for (const auto& name : o.models)
     if (name != "all") bench_model(name);  // ValueError: not in the kernel shape table
   // The work lists first (from --shape or the models): a bad spec fails
@@ -251,11 +257,12 @@ KernelReport run_kernel_bench(const KernelOptions& o) {
         gemms.emplace_back("custom", k::gemm_params(false, false, mnk[0], mnk[1], mnk[2]));
     }
   } else {
-    if (selected(o.ops, "gemm"))
+    if (o.square_gemm && selected(o.ops, "gemm"))
       gemms.emplace_back("square", k::gemm_params(false, false, 4096, 4096, 4096));
     for (const auto& m : bench_models()) {
       if (!selected(o.models, m.name)) continue;
-      for (const LayerShape& l : dedup(model_layers(m.name, o.batch, o.image_size))) {
+      for (const LayerShape& l :
+           dedup(model_layers(m.name, o.batch, o.image_size, o.width_divisor))) {
         if (selected(o.ops, kind_name(l.kind))) layers.push_back(l);
         // The GEMMs behind the fully connected layers, called directly.
         if (l.kind == Kind::Linear && selected(o.ops, "gemm")) {
@@ -267,13 +274,21 @@ KernelReport run_kernel_bench(const KernelOptions& o) {
       }
     }
   }
+  const int total = static_cast<int>(gemms.size() + layers.size());
+  int done = 0;
+  auto progress = [&](const std::string& what) {
+    if (o.progress) o.progress(what, done++, total);
+  };
+  if (o.progress) o.progress("ceilings (copy bandwidth, GEMM)", 0, total);
   b.ceilings();
   for (const auto& [label, p] : gemms) {
+    progress("gemm " + label);
     const std::string check = o.validate ? validate_gemm(p, o.device) : "not validated";
     Case c = make_gemm_case(p, o.device, 3000);
     b.time_case(c, "gemm", "-", label, gemm_shape(p), 1, check);
   }
   for (const LayerShape& l : layers) {
+    progress(std::string(kind_name(l.kind)) + " " + l.model + " " + l.layer);
     std::string check = "skipped (the CPU kernel is the reference)";
     if (!o.validate)
       check = "not validated";

@@ -87,10 +87,10 @@ Module* find_module(Module& root, const std::string& path) {
 // models) run on an input of the layer's shape, without recording a tape;
 // the residual sum and functional ReLUs run the core ops. Median of 3 runs.
 std::vector<LayerTime> forward_layers(Module& model, const std::string& name, int batch, int hw,
-                                      Device d, Timer& timer) {
+                                      int width_divisor, Device d, Timer& timer) {
   std::vector<LayerTime> out;
   NoGradGuard no_grad;
-  for (const LayerShape& l : model_layers(name, batch, hw)) {
+  for (const LayerShape& l : model_layers(name, batch, hw, width_divisor)) {
     Shape in;
     switch (l.kind) {
       case Kind::Conv:
@@ -157,7 +157,7 @@ StepReport run_step_bench(const StepOptions& o) {
   models::check_input_size(o.model, hw);
 
   Generator gen(0);
-  std::shared_ptr<Module> model = models::make(o.model, gen, 1);
+  std::shared_ptr<Module> model = models::make(o.model, gen, o.width_divisor);
   model->train();
   model->to(d);
   // The trainer's optimizer: one slab of parameters, one of gradients, plain
@@ -220,7 +220,7 @@ StepReport run_step_bench(const StepOptions& o) {
     const bool in_table = std::any_of(bench_models().begin(), bench_models().end(),
                                       [&](const BenchModel& m) { return m.name == o.model; });
     if (in_table) {
-      r.forward_layers = forward_layers(*model, o.model, batch, hw, d, timer);
+      r.forward_layers = forward_layers(*model, o.model, batch, hw, o.width_divisor, d, timer);
       r.forward_note =
           "forward per layer: each layer's module run alone on an input of its shape (no tape, "
           "median of 3); backward per autograd node of the profiled step (output shape)";

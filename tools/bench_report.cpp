@@ -63,6 +63,80 @@ std::string csv_cell(const std::string& s) {
   return q + "\"";
 }
 
+// "N=256 C=1 H=28 W=28 K=6 R=5 S=5 s=1 p=2" -> "256x1x28x28 K6 5x5 s1 p2":
+// the table's shape column, short enough for 120 columns (csv/json keep the
+// long form).
+std::string compact_shape(const std::string& shape) {
+  std::vector<std::pair<std::string, std::string>> kv;
+  std::size_t start = 0;
+  while (start < shape.size()) {
+    std::size_t end = shape.find(' ', start);
+    if (end == std::string::npos) end = shape.size();
+    const std::string tok = shape.substr(start, end - start);
+    const auto eq = tok.find('=');
+    if (eq == std::string::npos) return shape;  // not key=value: leave it
+    kv.emplace_back(tok.substr(0, eq), tok.substr(eq + 1));
+    start = end + 1;
+  }
+  auto get = [&](const char* k) -> std::string {
+    for (const auto& [key, v] : kv)
+      if (key == k) return v;
+    return "";
+  };
+  if (get("N").empty() || get("C").empty() || get("H").empty() || get("W").empty()) return shape;
+  std::string s = get("N") + "x" + get("C") + "x" + get("H") + "x" + get("W");
+  if (!get("K").empty()) s += " K" + get("K");
+  if (!get("R").empty()) s += " " + get("R") + "x" + (get("S").empty() ? get("R") : get("S"));
+  if (!get("s").empty()) s += " s" + get("s");
+  if (!get("p").empty()) s += " p" + get("p");
+  return s;
+}
+
+// `text` in lines of at most `width` columns, each starting with `indent`.
+std::string wrap(const std::string& text, const std::string& indent, std::size_t width) {
+  std::string out, line = indent;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(start, end - start);
+    if (line.size() > indent.size() && line.size() + 1 + word.size() > width) {
+      out += line + "\n";
+      line = indent + "  ";
+    }
+    line += (line.size() > indent.size() && line.back() != ' ' ? " " : "") + word;
+    start = end + 1;
+  }
+  return out + line + "\n";
+}
+
+std::string short_check(const std::string& check) {
+  if (check.rfind("ok", 0) == 0) return "ok";
+  if (check.rfind("skipped", 0) == 0) return "ref";
+  return check;
+}
+
+std::vector<std::vector<std::string>> table_cells(const KernelReport& r) {
+  bool any_cublas = false;
+  for (const auto& x : r.rows) any_cublas = any_cublas || x.cublas_ms > 0;
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"op", "pass", "layer", "shape", "x", "ms", "+-", "rate", "%ceil"});
+  if (any_cublas) cells.back().push_back("/cuBLAS");
+  cells.back().push_back("check");
+  for (const auto& x : r.rows) {
+    const double spread = x.t.median > 0 ? 50.0 * (x.t.p90 - x.t.p10) / x.t.median : 0.0;
+    cells.push_back(
+        {x.op, x.pass, x.model == "-" ? x.layer : x.model + " " + x.layer, compact_shape(x.shape),
+         std::to_string(x.count), fmt("%.3f", x.t.median), fmt("%.0f%%", spread),
+         fmt("%.1f ", x.rate()) + (x.flops > 0 ? "GFLOP/s" : "GB/s"),
+         x.ceiling_pct >= 0 ? fmt("%.1f", x.ceiling_pct) + (x.cache_resident ? "*" : "") : ""});
+    if (any_cublas)
+      cells.back().push_back(x.cublas_ms > 0 ? fmt("%.2f", x.t.median / x.cublas_ms) : "");
+    cells.back().push_back(short_check(x.check));
+  }
+  return cells;
+}
+
 }  // namespace
 
 void write_kernel_report(const KernelReport& r, const std::string& format, std::ostream& os) {
@@ -83,6 +157,7 @@ void write_kernel_report(const KernelReport& r, const std::string& format, std::
                   {"flops", x.flops}, {"bytes", x.bytes}, {"time", stats_json(x.t)},
                   {"rate", x.rate()}, {"unit", x.unit()}, {"check", x.check}};
       row["ceiling_pct"] = x.ceiling_pct >= 0 ? json(x.ceiling_pct) : json(nullptr);
+      row["cache_resident"] = x.cache_resident;
       row["cublas_ms"] = x.cublas_ms > 0 ? json(x.cublas_ms) : json(nullptr);
       row["vs_cublas"] = x.cublas_ms > 0 ? json(x.t.median / x.cublas_ms) : json(nullptr);
       j["rows"].push_back(row);
@@ -90,16 +165,17 @@ void write_kernel_report(const KernelReport& r, const std::string& format, std::
     os << j.dump(1) << "\n";
     return;
   }
-  std::vector<std::vector<std::string>> cells;
-  cells.push_back({"op", "pass", "model", "layer", "shape", "x", "ms", "p10-p90", "rate", "unit",
-                   "%ceil", "ours/cuBLAS", "check"});
-  for (const auto& x : r.rows)
-    cells.push_back({x.op, x.pass, x.model, x.layer, x.shape, std::to_string(x.count),
-                     fmt("%.4f", x.t.median), fmt("%.4f", x.t.p10) + "-" + fmt("%.4f", x.t.p90),
-                     fmt("%.1f", x.rate()), x.unit(),
-                     x.ceiling_pct >= 0 ? fmt("%.1f", x.ceiling_pct) : "",
-                     x.cublas_ms > 0 ? fmt("%.2f", x.t.median / x.cublas_ms) : "", x.check});
   if (format == "csv") {
+    std::vector<std::vector<std::string>> cells;
+    cells.push_back({"op", "pass", "model", "layer", "shape", "x", "ms", "p10-p90", "rate", "unit",
+                     "%ceil", "cache_resident", "ours/cuBLAS", "check"});
+    for (const auto& x : r.rows)
+      cells.push_back({x.op, x.pass, x.model, x.layer, x.shape, std::to_string(x.count),
+                       fmt("%.4f", x.t.median), fmt("%.4f", x.t.p10) + "-" + fmt("%.4f", x.t.p90),
+                       fmt("%.1f", x.rate()), x.unit(),
+                       x.ceiling_pct >= 0 ? fmt("%.1f", x.ceiling_pct) : "",
+                       x.cache_resident ? "1" : "0",
+                       x.cublas_ms > 0 ? fmt("%.2f", x.t.median / x.cublas_ms) : "", x.check});
     for (const auto& row : cells) {
       for (std::size_t i = 0; i < row.size(); ++i) os << (i ? "," : "") << csv_cell(row[i]);
       os << "\n";
@@ -111,7 +187,19 @@ void write_kernel_report(const KernelReport& r, const std::string& format, std::
   for (const auto& c : r.ceilings)
     os << "ceiling: " << c.name << " = " << fmt("%.1f", c.value) << " " << c.unit << "\n";
   os << "\n";
-  print_table(cells, os);
+  print_table(table_cells(r), os);
+  os << "\n%ceil: GFLOP/s rows against the GEMM ceiling, GB/s rows against the copy ceiling\n"
+        "  (on the CPU the GEMM ceiling is our own gemm_cpu at 1024^3: a GEMM row can pass it).\n"
+        "+-: half the p10-p90 spread, in % of the median.\n";
+  bool any_cached = false;
+  for (const auto& x : r.rows) any_cached = any_cached || x.cache_resident;
+  if (any_cached)
+    os << "*: the working set fits in the " << fmt("%.0f", r.llc_mib)
+       << " MiB last-level cache, more than the " << fmt("%.0f", r.flush_mib)
+       << " MiB flush evicts: it may run\n  from cache, so its %ceil (which can pass 100) is not a "
+          "DRAM efficiency.\n";
+  os << "check: ok = matches the CPU reference (max error: --format csv/json); ref = is the CPU "
+        "reference.\n";
 }
 
 void write_step_report(const StepReport& r, const std::string& format, int top, std::ostream& os) {
@@ -152,7 +240,7 @@ void write_step_report(const StepReport& r, const std::string& format, int top, 
   os << "  profiled step (synchronised after each part): forward " << fmt("%.3f", r.forward_ms)
      << " ms, backward " << fmt("%.3f", r.backward_ms) << " ms, SGD " << fmt("%.3f", r.optimizer_ms)
      << " ms\n"
-     << "  " << r.forward_note << "\n\n";
+     << wrap(r.forward_note, "  ", 110) << "\n";
   if (!r.forward_layers.empty()) {
     std::vector<std::vector<std::string>> cells;
     cells.push_back({"forward layer (op, input shape)", "ms", "% of forward"});

@@ -17,7 +17,11 @@ struct Row {
   double flops = 0;                           // per call; rows with flops report GFLOP/s
   double bytes = 0;  // minimal DRAM traffic per call; rows without flops report GB/s
   Stats t;
-  double ceiling_pct = -1;   // rate / measured ceiling (GEMM rate or copy bandwidth), %
+  double ceiling_pct = -1;  // rate / measured ceiling (GEMM rate or copy bandwidth), %
+  // A byte-rate row whose working set fits in a last-level cache larger than
+  // the timer's flush: it may run from cache, so its % of the DRAM copy
+  // ceiling can pass 100 and is no DRAM efficiency.
+  bool cache_resident = false;
   double cublas_ms = -1;     // cuBLAS strict FP32 on the same GEMM shape (GPU), median ms
   std::string check;         // what the validation before timing found
   double rate() const;       // GFLOP/s or GB/s
@@ -34,6 +38,7 @@ struct Ceiling {
 
 struct KernelReport {
   std::string device, device_name;
+  double llc_mib = 0, flush_mib = 0;  // the cache the timer flushes, and its flush
   int warmup = 0, repeats = 0;
   std::vector<Ceiling> ceilings;
   std::vector<Row> rows;

@@ -211,8 +211,8 @@ void alexnet(Walker& w) {
 }
 
 // (number of 3x3 convs, output channels) per block, as the reference's
-// conv_arch for VGG-11/13/16/19.
-void vgg(Walker& w, int depth) {
+// conv_arch for VGG-11/13/16/19; width_divisor divides the channels.
+void vgg(Walker& w, int depth, int width_divisor) {
   static const std::map<int, std::vector<std::pair<int, int>>> archs = {
       {11, {{1, 64}, {1, 128}, {2, 256}, {2, 512}, {2, 512}}},
       {13, {{2, 64}, {2, 128}, {2, 256}, {2, 512}, {2, 512}}},
@@ -222,7 +222,7 @@ void vgg(Walker& w, int depth) {
   for (std::size_t b = 0; b < arch.size(); ++b) {
     const std::string p = "vgg_block" + std::to_string(b);
     for (int i = 0; i < arch[b].first; ++i) {
-      w.conv(p + ".conv" + std::to_string(i), arch[b].second, 3, 1, 1);
+      w.conv(p + ".conv" + std::to_string(i), arch[b].second / width_divisor, 3, 1, 1);
       w.pointwise(p + ".relu" + std::to_string(i), Kind::ReLU);
     }
     w.pool(p + ".max_pool", Kind::MaxPool, 2, 2);
@@ -255,8 +255,14 @@ void resnet(Walker& w, const std::array<int, 4>& blocks) {
 
 }  // namespace
 
-std::vector<LayerShape> model_layers(const std::string& model, int batch, int image_size) {
+std::vector<LayerShape> model_layers(const std::string& model, int batch, int image_size,
+                                     int width_divisor) {
   const BenchModel& m = bench_model(model);
+  if (width_divisor != 1 && model.rfind("vgg", 0) != 0)
+    throw ValueError("bench: --width-divisor applies to the VGG models only, not to " + model);
+  if (width_divisor < 1 || 64 / width_divisor < 1)
+    throw ValueError("bench: --width-divisor must be in 1..64, got " +
+                     std::to_string(width_divisor));
   if (batch < 0 || image_size < 0)
     throw ValueError("bench: batch size and image size must be positive, got " +
                      std::to_string(batch) + " and " + std::to_string(image_size));
@@ -266,10 +272,10 @@ std::vector<LayerShape> model_layers(const std::string& model, int batch, int im
   Walker w(model, out, N, 1, hw, hw);
   if (model == "lenet") lenet(w);
   if (model == "alexnet") alexnet(w);
-  if (model == "vgg11") vgg(w, 11);
-  if (model == "vgg13") vgg(w, 13);
-  if (model == "vgg16") vgg(w, 16);
-  if (model == "vgg19") vgg(w, 19);
+  if (model == "vgg11") vgg(w, 11, width_divisor);
+  if (model == "vgg13") vgg(w, 13, width_divisor);
+  if (model == "vgg16") vgg(w, 16, width_divisor);
+  if (model == "vgg19") vgg(w, 19, width_divisor);
   if (model == "resnet18") resnet(w, {2, 2, 2, 2});
   if (model == "resnet34") resnet(w, {3, 4, 6, 3});
   w.loss_and_sgd();

@@ -67,8 +67,10 @@ const BenchModel& bench_model(const std::string& name);  // throws ValueError na
 
 // Every layer of `model` at batch `batch` and input `image_size` (0: the
 // course's values), plus the loss (CrossEntropy over 10 classes) and the SGD
-// step over all parameters. Throws ShapeError when the input is too small.
-std::vector<LayerShape> model_layers(const std::string& model, int batch = 0, int image_size = 0);
+// step over all parameters; width_divisor divides VGG's conv channels as
+// train's --width-divisor does. Throws ShapeError when the input is too small.
+std::vector<LayerShape> model_layers(const std::string& model, int batch = 0, int image_size = 0,
+                                     int width_divisor = 1);
 
 // Identical shapes collapse into one row whose `count` says how many layers
 // it stands for; the first layer name is kept.

@@ -44,7 +44,8 @@ class Timer {
   Stats time_sequence(int n, const std::function<void()>& fn);
   void synchronize() const;  // waits for the engine stream (no-op on CPU)
   Device device() const { return device_; }
-  std::size_t l2_bytes() const { return l2_bytes_; }  // L2 (CUDA) or last-level cache (CPU)
+  std::size_t l2_bytes() const { return l2_bytes_; }        // L2 (CUDA) or last-level cache (CPU)
+  std::size_t flush_bytes() const { return flush_bytes_; }  // overwritten before each call
 
  private:
   void flush();

@@ -1,11 +1,15 @@
 #include "tools/cli.h"
 
+#include <algorithm>
 #include <iostream>
 #include <new>
 
+#include "kernels/cpu/threads.h"
 #include "models/models.h"
 #include "tools/bench.h"
 #include "tools/commands.h"
+#include "tools/suggest.h"
+#include "train/import_d2l.h"
 #include "train/safetensors.h"
 #include "train/trainer.h"
 
@@ -108,6 +112,15 @@ void check_model_args(const std::string& model, int image_size, int width_diviso
   }
 }
 
+void add_threads_option(CLI::App& cmd) {
+  cmd.add_option_function<int>(
+         "--threads", [](const int& n) { kernels::set_cpu_threads(n); },
+         "CPU threads for the kernels (default: one per core, " +
+             std::to_string(kernels::cpu_threads()) +
+             " here); idle threads sleep rather than spin unless OMP_WAIT_POLICY says otherwise")
+      ->check(positive());
+}
+
 void add_checkpoint_size_options(CLI::App& cmd, int& image_size, int& width_divisor) {
   cmd.add_option("--resize", image_size,
                  "Input size (default: the one recorded in the checkpoint, else the model's)")
@@ -119,7 +132,7 @@ void add_checkpoint_size_options(CLI::App& cmd, int& image_size, int& width_divi
 
 LoadedModel load_trained_model(const std::string& model_name, const std::string& weights,
                                int image_size, int width_divisor, Device device) {
-  const safetensors::File file = safetensors::load(weights);
+  safetensors::File file = safetensors::load(weights);
   auto meta_int = [&](const char* key) -> int {
     auto it = file.metadata.find(key);
     if (it == file.metadata.end()) return 0;
@@ -144,24 +157,111 @@ LoadedModel load_trained_model(const std::string& model_name, const std::string&
   out.gen = std::make_unique<Generator>(0);
   out.model = models::make(model_name, *out.gen, width_divisor);
   out.model->to(device);
+  // d2l's nn.Sequential keys ("0.weight") are mapped onto ours by position.
+  file = safetensors::adopt_sequential_keys(*out.model, std::move(file), weights);
   safetensors::load_into(*out.model, file, weights);
   out.model->eval();
   out.image_size = image_size;
   return out;
 }
 
+std::string version_text() {
+#if defined(SCRATCHNET_CUDA_EMULATED)
+  const char* cuda = "CUDA kernels compiled for the CPU emulator (no GPU used)";
+#elif defined(SCRATCHNET_WITH_CUDA)
+  const char* cuda = "CUDA kernels compiled in";
+#else
+  const char* cuda = "CPU only (built without CUDA)";
+#endif
+#ifndef SCRATCHNET_GIT_COMMIT
+#define SCRATCHNET_GIT_COMMIT "unknown"
+#endif
+  return std::string("scratchnet ") + SCRATCHNET_VERSION + " (commit " + SCRATCHNET_GIT_COMMIT +
+         " at configure time; " + cuda + "; " + std::to_string(kernels::cpu_threads()) +
+         " CPU threads)";
+}
+
+namespace {
+
+std::string did_you_mean(const std::string& typed, const std::vector<std::string>& names) {
+  const std::string c = closest(typed, names);
+  return c.empty() ? "" : "; did you mean " + c + "?";
+}
+
+// Names CLI11 would only call "not expected" (or "a subcommand is required"):
+// an unknown subcommand or flag gets a UsageError with the closest name.
+CLI::App* find_command(CLI::App& app, const std::string& name) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    if (sub->get_name() == name) return sub;
+  return nullptr;
+}
+
+void check_names(CLI::App& app, const std::vector<std::string>& args) {
+  std::vector<std::string> commands;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    commands.push_back(sub->get_name());
+  std::string list;
+  for (const auto& c : commands) list += (list.empty() ? "" : ", ") + c;
+  if (args.empty()) throw UsageError("a command is required: " + list + " (or help)");
+  const std::string& first = args[0];
+  if (first.rfind("-", 0) == 0) {
+    const std::string name = first.substr(0, first.find('='));
+    if (name != "--help" && name != "-h" && name != "--version")
+      throw UsageError("unknown option " + name + did_you_mean(name, {"--help", "--version"}) +
+                       " (commands: " + list + ", help)");
+    return;
+  }
+  CLI::App* cmd = find_command(app, first);
+  if (cmd == nullptr) {
+    std::vector<std::string> with_help = commands;
+    with_help.push_back("help");
+    throw UsageError("unknown command '" + first + "'" + did_you_mean(first, with_help) +
+                     " (commands: " + list + ", help)");
+  }
+  std::vector<std::string> flags = {"--help"};
+  for (const CLI::Option* o : cmd->get_options())
+    for (const auto& ln : o->get_lnames()) flags.push_back("--" + ln);
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--") break;
+    if (args[i].rfind("--", 0) != 0) continue;
+    const std::string name = args[i].substr(0, args[i].find('='));
+    if (std::find(flags.begin(), flags.end(), name) != flags.end()) continue;
+    throw UsageError("unknown option " + name + " for " + first + did_you_mean(name, flags) +
+                     " (see scratchnet " + first + " --help)");
+  }
+}
+
+}  // namespace
+
 int run_cli(int argc, char** argv) {
   CLI::App app{
       "scratchnet: a from-scratch deep learning engine (C++17 / CUDA) that trains LeNet, "
       "AlexNet, VGG and ResNet on Fashion-MNIST"};
+  app.name("scratchnet");
   app.require_subcommand(1);
-  app.footer("Run 'scratchnet <command> --help' for the options of each command.");
   add_train_command(app);
   add_eval_command(app);
   add_predict_command(app);
   add_summary_command(app);
   add_bench_command(app);
+  app.set_version_flag("--version", version_text(),
+                       "Print the version, the git commit and whether "
+                       "CUDA was compiled in");
+  app.footer(
+      "Commands: train, eval, predict, summary, bench; 'scratchnet help COMMAND' or "
+      "'scratchnet COMMAND --help' for their options.");
+  const std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   try {
+    if (!args.empty() && args[0] == "help") {
+      // `scratchnet help` and `scratchnet help train`, as git and pip have them.
+      CLI::App* cmd = args.size() > 1 ? find_command(app, args[1]) : nullptr;
+      if (args.size() > 1 && cmd == nullptr)
+        throw UsageError("help: unknown command '" + args[1] + "'" +
+                         did_you_mean(args[1], {"train", "eval", "predict", "summary", "bench"}));
+      std::cout << (cmd ? cmd->help() : app.help());
+      return 0;
+    }
+    check_names(app, args);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;

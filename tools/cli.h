@@ -17,7 +17,13 @@
 
 namespace scratchnet::tools {
 
-// Parses and runs one subcommand; returns the process exit code.
+// "scratchnet 0.1.0 (commit 1a2b3c4 at configure time; CUDA kernels compiled
+// in; 2 CPU threads)", for --version.
+std::string version_text();
+
+// Parses and runs one subcommand; returns the process exit code. Besides the
+// subcommands: `help [COMMAND]`, `--version`, and "did you mean" for a
+// mistyped command or flag.
 int run_cli(int argc, char** argv);
 
 // A mistake in the arguments found after parsing (exit 2).
@@ -39,6 +45,10 @@ CLI::Validator non_negative();
 // models::check_input_size, its ValueError turned into a UsageError, and
 // width_divisor != 1 for a model that has no such knob (only VGG has).
 void check_model_args(const std::string& model, int image_size, int width_divisor);
+
+// --threads N: the CPU kernels' thread count (kernels::set_cpu_threads),
+// applied as soon as it is parsed. Default: one per core.
+void add_threads_option(CLI::App& cmd);
 
 // --resize and --width-divisor for a command that runs trained weights (eval,
 // predict). Both stay 0 unless given: load_trained_model then takes them from

@@ -2,6 +2,7 @@
 // confusion matrix.
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "models/models.h"
 #include "tools/cli.h"
@@ -17,9 +18,10 @@ struct EvalArgs {
   std::string model, weights, device = "auto", data_dir;
   int image_size = 0, width_divisor = 0, batch_size = 256;
   int test_limit = 0;
+  bool json = false;
 };
 
-void report(const std::string& model, const train::Predictions& p, Device device) {
+void report(const std::string& model, const train::Predictions& p, Device device, bool json) {
   constexpr int kClasses = static_cast<int>(data::kClassNames.size());
   std::vector<std::vector<int64_t>> confusion(kClasses, std::vector<int64_t>(kClasses, 0));
   int64_t hits = 0;
@@ -32,6 +34,27 @@ void report(const std::string& model, const train::Predictions& p, Device device
     hits += t == q;
   }
   const auto n = static_cast<int64_t>(p.label.size());
+  if (json) {
+    nlohmann::json classes = nlohmann::json::array();
+    for (int c = 0; c < kClasses; ++c) {
+      int64_t total = 0;
+      for (int q = 0; q < kClasses; ++q) total += confusion[c][q];
+      classes.push_back({{"class", c},
+                         {"name", data::kClassNames[c]},
+                         {"accuracy", total ? static_cast<double>(confusion[c][c]) / total : 0.0},
+                         {"correct", confusion[c][c]},
+                         {"total", total}});
+    }
+    const nlohmann::json j = {{"model", model},
+                              {"device", device.str()},
+                              {"test_images", n},
+                              {"correct", hits},
+                              {"accuracy", n ? static_cast<double>(hits) / n : 0.0},
+                              {"per_class", classes},
+                              {"confusion", confusion}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
   std::printf("%s on %lld test images (%s): accuracy %.4f (%lld/%lld)\n\n", model.c_str(),
               static_cast<long long>(n), device.str().c_str(),
               n ? static_cast<double>(hits) / n : 0.0, static_cast<long long>(hits),
@@ -73,6 +96,10 @@ void add_eval_command(CLI::App& app) {
                   "Directory with the Fashion-MNIST IDX files (default: $SCRATCHNET_DATA, else "
                   "/usr/share/datasets/fashion-mnist)");
   add_checkpoint_size_options(*cmd, a->image_size, a->width_divisor);
+  add_threads_option(*cmd);
+  cmd->add_flag("--json", a->json,
+                "Print the results as one JSON object (accuracy, per_class, confusion: rows "
+                "true class, columns predicted)");
   cmd->add_option("--batch-size,-b", a->batch_size, "Examples per forward pass")
       ->check(positive())
       ->capture_default_str();
@@ -87,7 +114,7 @@ void add_eval_command(CLI::App& app) {
     LoadedModel m =
         load_trained_model(a->model, a->weights, a->image_size, a->width_divisor, device);
     data::Loader loader(split, a->batch_size, m.image_size, false);
-    report(a->model, train::predict_all(*m.model, loader), device);
+    report(a->model, train::predict_all(*m.model, loader), device, a->json);
   });
 }
 

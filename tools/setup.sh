@@ -5,7 +5,7 @@
 set -euo pipefail
 # libboost-context-dev: the fibers of the emulated CUDA target (SCRATCHNET_CUDA=EMULATE).
 pkgs=(build-essential cmake catch2 libstb-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
-      libboost-context-dev dataset-fashion-mnist)
+      libboost-context-dev dataset-fashion-mnist fonts-dejavu-core)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

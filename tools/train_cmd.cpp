@@ -50,10 +50,30 @@ void add_train_command(CLI::App& app) {
       ->check(positive());
   cmd->add_option("--batch-size,-b", args->batch_size, "Examples per step")->check(positive());
   cmd->add_option("--lr", args->lr, "Learning rate")->check(positive());
-  cmd->add_option("--momentum", c.momentum, "SGD momentum")
+  cmd->add_option("--momentum", c.momentum,
+                  "SGD momentum (the course trains with plain SGD: 0; 0.9 is the usual choice "
+                  "otherwise)")
       ->check(unit_interval_validator())
       ->capture_default_str();
-  cmd->add_option("--weight-decay", c.weight_decay, "L2 penalty added to the gradient")
+  cmd->add_option("--weight-decay", c.weight_decay,
+                  "L2 penalty added to the gradient, as torch.optim.SGD's weight_decay (the "
+                  "course: 0)")
+      ->check(non_negative())
+      ->capture_default_str();
+  cmd->add_option("--lr-schedule", c.schedule.kind,
+                  "Learning rate over the run: constant; step (x --lr-gamma every "
+                  "--lr-step-epochs, as StepLR); cosine (down to 0 at the last step)")
+      ->check(CLI::IsMember(train::lr_schedule_kinds()))
+      ->capture_default_str();
+  cmd->add_option("--lr-step-epochs", c.schedule.step_epochs,
+                  "step schedule: epochs between decays")
+      ->check(positive());
+  cmd->add_option("--lr-gamma", c.schedule.gamma, "step schedule: the decay factor")
+      ->check(positive())
+      ->capture_default_str();
+  cmd->add_option("--warmup-epochs", c.schedule.warmup_epochs,
+                  "Linear warm-up from ~0 to --lr over this many epochs (fractions allowed), "
+                  "before the schedule")
       ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--resize", args->image_size, "Input size in pixels (images resized bilinearly)")
@@ -68,6 +88,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--data", c.data_dir,
                   "Directory with the Fashion-MNIST IDX files (default: $SCRATCHNET_DATA, else "
                   "/usr/share/datasets/fashion-mnist)");
+  add_threads_option(*cmd);
   cmd->add_option("--seed", c.seed, "Seed of every random draw (init, shuffle, dropout)")
       ->capture_default_str();
   cmd->add_option("--train-limit", c.train_limit, "Use only the first N training images (0: all)")
@@ -101,6 +122,10 @@ void add_train_command(CLI::App& app) {
       keep("--lr", cfg.lr, saved.lr);
       keep("--momentum", cfg.momentum, saved.momentum);
       keep("--weight-decay", cfg.weight_decay, saved.weight_decay);
+      keep("--lr-schedule", cfg.schedule.kind, saved.schedule.kind);
+      keep("--lr-step-epochs", cfg.schedule.step_epochs, saved.schedule.step_epochs);
+      keep("--lr-gamma", cfg.schedule.gamma, saved.schedule.gamma);
+      keep("--warmup-epochs", cfg.schedule.warmup_epochs, saved.schedule.warmup_epochs);
       keep("--resize", cfg.image_size, saved.image_size);
       keep("--width-divisor", cfg.width_divisor, saved.width_divisor);
       keep("--device", cfg.device, saved.device);
@@ -109,10 +134,16 @@ void add_train_command(CLI::App& app) {
       keep("--test-limit", cfg.test_limit, saved.test_limit);
     }
     check_model_args(cfg.model, cfg.image_size, cfg.width_divisor);
+    try {
+      train::check_lr_schedule(cfg.schedule, cfg.epochs);
+    } catch (const ValueError& e) {
+      throw UsageError(e.what());
+    }
     train::Trainer trainer(cfg, std::cout, train::is_terminal(STDOUT_FILENO));
     const auto rows = trainer.run();
     if (!rows.empty())
-      std::cout << "done: test acc " << rows.back().test_acc << " after epoch " << rows.back().epoch
+      std::cout << "done: test acc " << train::fixed4(rows.back().test_acc) << ", test loss "
+                << train::fixed4(rows.back().test_loss) << " after epoch " << rows.back().epoch
                 << "; results in " << trainer.out_dir() << "\n";
   });
 }

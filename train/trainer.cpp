@@ -10,6 +10,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "kernels/cpu/threads.h"
 #include "models/models.h"
 #include "train/data.h"
 
@@ -91,26 +92,40 @@ std::string default_run_dir(const std::string& model) {
   return dir;
 }
 
-double evaluate_accuracy(Module& model, data::Loader& loader) {
+Evaluation evaluate(Module& model, data::Loader& loader) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;
   const int n = loader.num_batches();
-  Tensor correct;
+  Tensor correct, losses;
+  std::vector<int> sizes;
   int64_t total = 0;
   for (int i = 0; i < n; ++i) {
     if (stop_requested()) break;
     data::Batch b = loader.batch(i);
     Tensor logits = model(b.x);
-    if (!correct.defined()) correct = Tensor::zeros({n}, logits.device(), DType::I32);
+    if (!correct.defined()) {
+      correct = Tensor::zeros({n}, logits.device(), DType::I32);
+      losses = Tensor::zeros({n}, logits.device());
+    }
     slot(correct, i).copy_(count_correct(logits, b.y));
+    slot(losses, i).copy_(cross_entropy(logits, b.y));
+    sizes.push_back(b.size);
     total += b.size;
   }
   model.train(was_training);
   if (stop_requested()) throw Interrupted("interrupted during the test pass");
   int64_t hits = 0;
   for (int32_t c : read_prefix<int32_t>(correct, n)) hits += c;
-  return total > 0 ? static_cast<double>(hits) / static_cast<double>(total) : 0.0;
+  double loss_sum = 0.0;
+  const auto loss_v = read_prefix<float>(losses, n);
+  for (std::size_t i = 0; i < loss_v.size(); ++i) loss_sum += double(loss_v[i]) * sizes[i];
+  Evaluation e;
+  if (total > 0) {
+    e.accuracy = static_cast<double>(hits) / static_cast<double>(total);
+    e.loss = loss_sum / static_cast<double>(total);
+  }
+  return e;
 }
 
 Predictions predict_all(Module& model, data::Loader& loader) {
@@ -147,6 +162,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& log, bool terminal)
   if (c.train_limit < 0 || c.test_limit < 0)
     throw ValueError("train: --train-limit and --test-limit must be >= 0 (0 means all)");
   models::check_input_size(c.model, c.image_size);
+  check_lr_schedule(c.schedule, c.epochs);
   device_ = parse_device(c.device);
   if (config_.data_dir.empty()) config_.data_dir = data::default_data_dir();
 
@@ -209,8 +225,12 @@ MetricsRow Trainer::train_epoch(int epoch) {
   Tensor correct = Tensor::zeros({n}, device_, DType::I32);
   std::vector<int> sizes(static_cast<std::size_t>(n), 0);
   int64_t seen = 0;
+  float lr = config_.lr;
   for (int i = 0; i < n; ++i) {
     data::Batch b = loader.batch(i);
+    lr =
+        static_cast<float>(scheduled_lr(config_.schedule, config_.lr, epoch, i, n, config_.epochs));
+    opt_->set_lr(lr);
     opt_->zero_grad();
     Tensor logits = (*model_)(b.x);
     Tensor loss = cross_entropy(logits, b.y);
@@ -229,8 +249,8 @@ MetricsRow Trainer::train_epoch(int epoch) {
       for (int k = 0; k <= i; ++k) sum += static_cast<double>(so_far[k]) * sizes[k];
       const double el = seconds_since(t0);
       const double rate = seen / std::max(el, 1e-9);
-      bar.update(epoch, config_.epochs, i + 1, n, sum / seen, rate,
-                 rate > 0 ? (loader.count() - seen) / rate : 0.0);
+      bar.update({epoch, config_.epochs, i + 1, n, sum / seen, rate,
+                  rate > 0 ? (loader.count() - seen) / rate : 0.0});
     }
     if (stop_requested()) {
       bar.clear();
@@ -254,7 +274,11 @@ MetricsRow Trainer::train_epoch(int epoch) {
   row.train_loss = seen > 0 ? loss_sum / seen : 0.0;
   row.train_acc = seen > 0 ? static_cast<double>(hits) / seen : 0.0;
   row.img_per_s = seen / std::max(train_s, 1e-9);
-  row.test_acc = evaluate_accuracy(*model_, *test_loader_);
+  row.train_seconds = train_s;
+  row.lr = lr;
+  const Evaluation test = evaluate(*model_, *test_loader_);
+  row.test_acc = test.accuracy;
+  row.test_loss = test.loss;
   row.seconds = seconds_since(t0);
   return row;
 }
@@ -262,14 +286,29 @@ MetricsRow Trainer::train_epoch(int epoch) {
 std::vector<MetricsRow> Trainer::run() {
   SigintScope sigint;
   if (epochs_done_ >= config_.epochs) {
-    log_ << "nothing to do: " << epochs_done_ << " of " << config_.epochs
-         << " epochs are done already (raise --epochs to train further)\n";
+    log_ << "nothing to do: the run has finished " << epochs_done_ << " epoch"
+         << (epochs_done_ == 1 ? "" : "s") << " and --epochs is " << config_.epochs
+         << " (--epochs counts the whole run: pass --epochs " << epochs_done_ + 1
+         << " or more to train further)\n";
     return history_;
   }
   log_ << "training " << config_.model << " on " << device_.str() << ": " << train_loader_->count()
        << " training / " << test_loader_->count() << " test images at " << config_.image_size << "x"
-       << config_.image_size << ", batch " << config_.batch_size << ", lr " << config_.lr
-       << "; writing to " << out_dir_ << "\n";
+       << config_.image_size << ", batch " << config_.batch_size << ", lr " << config_.lr;
+  if (config_.schedule.kind != "constant" || config_.schedule.warmup_epochs > 0) {
+    log_ << " (" << config_.schedule.kind;
+    if (config_.schedule.kind == "step")
+      log_ << " x" << config_.schedule.gamma << " every " << config_.schedule.step_epochs
+           << " epochs";
+    if (config_.schedule.warmup_epochs > 0)
+      log_ << ", " << config_.schedule.warmup_epochs << " warm-up epochs";
+    log_ << ")";
+  }
+  if (device_.is_cpu())
+    log_ << "; " << kernels::cpu_threads() << " CPU thread"
+         << (kernels::cpu_threads() == 1 ? "" : "s") << " (OpenMP wait policy "
+         << kernels::cpu_wait_policy() << ")";
+  log_ << "; writing to " << out_dir_ << "\n";
   for (int epoch = epochs_done_ + 1; epoch <= config_.epochs; ++epoch) {
     MetricsRow row;
     try {

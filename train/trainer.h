@@ -13,12 +13,14 @@
 // resumed run reproduces an uninterrupted one exactly.
 //
 // Files in the run directory, each written atomically after every epoch:
-//   metrics.csv, config.json, training_curves.png, model.safetensors
+//   metrics.csv (+ metrics_columns.txt saying what each column holds),
+//   config.json, training_curves.png and .svg, model.safetensors
 //   (PyTorch state_dict keys; metadata format/model/epoch) and
 //   train_state.safetensors (momentum buffers; metadata epoch, rng, steps,
 //   the metrics history as JSON).
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -29,6 +31,7 @@
 #include "layers/module.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/schedule.h"
 
 namespace scratchnet::data {
 class Loader;
@@ -46,6 +49,7 @@ struct TrainConfig {
   float lr = 0.1f;
   float momentum = 0.0f;
   float weight_decay = 0.0f;
+  LrSchedule schedule;    // per-step learning rate from `lr` (constant by default)
   int image_size = 28;    // the data is resized to image_size^2
   int width_divisor = 1;  // channel divisor for the wide models (vgg)
   std::string device = "auto";
@@ -96,6 +100,7 @@ class Trainer {
   MetricsRow train_epoch(int epoch);
   void check_losses(const std::vector<float>& losses, int epoch, int first_batch) const;
   void write_checkpoint(int epoch);
+  void write_curves(const std::filesystem::path& dir) const;
   std::string config_json() const;
   void write_config() const;
   void resume_from(const std::string& path);
@@ -113,10 +118,17 @@ class Trainer {
   std::vector<MetricsRow> history_;
 };
 
-// Top-1 accuracy of `model` over every batch of `loader` (which must not
-// shuffle): eval mode, no gradients, the counts summed on the device and read
-// once. The model's train/eval mode is restored.
-double evaluate_accuracy(Module& model, data::Loader& loader);
+// Top-1 accuracy and mean cross-entropy of `model` over every batch of
+// `loader` (which must not shuffle): eval mode, no gradients, per-batch
+// counts and losses kept on the device and read once. The model's
+// train/eval mode is restored.
+struct Evaluation {
+  double accuracy = 0.0, loss = 0.0;
+};
+Evaluation evaluate(Module& model, data::Loader& loader);
+inline double evaluate_accuracy(Module& model, data::Loader& loader) {
+  return evaluate(model, loader).accuracy;
+}
 
 // Per-item predictions for a confusion matrix, read back once at the end.
 struct Predictions {

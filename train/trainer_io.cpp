@@ -120,6 +120,10 @@ std::string Trainer::config_json() const {
       {"lr", decimal(c.lr)},
       {"momentum", decimal(c.momentum)},
       {"weight_decay", decimal(c.weight_decay)},
+      {"lr_schedule", c.schedule.kind},
+      {"lr_step_epochs", c.schedule.step_epochs},
+      {"lr_gamma", c.schedule.gamma},
+      {"warmup_epochs", c.schedule.warmup_epochs},
       {"image_size", c.image_size},
       {"width_divisor", c.width_divisor},
       {"device", c.device},
@@ -155,6 +159,11 @@ TrainConfig saved_config(const std::string& resume_path) {
     c.lr = j.at("lr").get<float>();
     c.momentum = j.at("momentum").get<float>();
     c.weight_decay = j.at("weight_decay").get<float>();
+    // Recorded since 0.2; a run saved before had a constant learning rate.
+    c.schedule.kind = j.value("lr_schedule", std::string("constant"));
+    c.schedule.step_epochs = j.value("lr_step_epochs", 0);
+    c.schedule.gamma = j.value("lr_gamma", 0.1);
+    c.schedule.warmup_epochs = j.value("warmup_epochs", 0.0);
     c.image_size = j.at("image_size").get<int>();
     c.width_divisor = j.at("width_divisor").get<int>();
     c.device = j.at("device").get<std::string>();
@@ -168,6 +177,33 @@ TrainConfig saved_config(const std::string& resume_path) {
   }
   c.resume = resume_path;
   return c;
+}
+
+void Trainer::write_curves(const std::filesystem::path& dir) const {
+  plot::Figure f;
+  f.title = config_.model + " on Fashion-MNIST";
+  char settings[256];
+  std::snprintf(settings, sizeof settings, "batch %d, lr %g%s, %d epoch%s, %s", config_.batch_size,
+                static_cast<double>(config_.lr),
+                config_.schedule.kind == "constant" ? "" : (" " + config_.schedule.kind).c_str(),
+                config_.epochs, config_.epochs == 1 ? "" : "s", device_.str().c_str());
+  f.subtitle = settings;
+  if (!history_.empty()) {
+    const MetricsRow& last = history_.back();
+    f.subtitle += "; after epoch " + std::to_string(last.epoch) + ": test acc " +
+                  fixed4(last.test_acc) + ", test loss " + fixed4(last.test_loss);
+  }
+  plot::Panel loss{"loss (cross-entropy)", {{"train loss", {}}, {"test loss", {}}}, false};
+  plot::Panel acc{"accuracy", {{"train acc", {}}, {"test acc", {}}}, true};
+  for (const auto& r : history_) {
+    loss.series[0].y.push_back(r.train_loss);
+    loss.series[1].y.push_back(r.test_loss);
+    acc.series[0].y.push_back(r.train_acc);
+    acc.series[1].y.push_back(r.test_acc);
+  }
+  f.panels = {loss, acc};
+  plot::write_figure(f, (dir / "training_curves.png").string(),
+                     (dir / "training_curves.svg").string());
 }
 
 void Trainer::write_checkpoint(int epoch) {
@@ -196,17 +232,8 @@ void Trainer::write_checkpoint(int epoch) {
                      {"scratchnet_version", SCRATCHNET_VERSION}});
 
   write_file_atomically((dir / "metrics.csv").string(), metrics_csv(history_));
-  std::vector<plot::Series> series(3);
-  series[0].label = "train loss";
-  series[1].label = "train acc";
-  series[2].label = "test acc";
-  for (const auto& r : history_) {
-    series[0].y.push_back(r.train_loss);
-    series[1].y.push_back(r.train_acc);
-    series[2].y.push_back(r.test_acc);
-  }
-  plot::write_line_chart((dir / "training_curves.png").string(), series, "epoch",
-                         config_.model + " on Fashion-MNIST");
+  write_file_atomically((dir / "metrics_columns.txt").string(), metrics_columns_text());
+  write_curves(dir);
 }
 
 }  // namespace scratchnet::train

@@ -30,6 +30,16 @@
 
 #include "kernels/emu/internal.h"
 
+// Under AddressSanitizer a stack goes back to the pool unpoisoned, so no
+// redzone of a fiber's last frames can outlive it into the next fiber's.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SN_EMU_UNPOISON_STACK(sc) \
+  ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>((sc).sp) - (sc).size, (sc).size)
+#else
+#define SN_EMU_UNPOISON_STACK(sc) ((void)(sc))
+#endif
+
 thread_local uint3 threadIdx{0, 0, 0};
 thread_local uint3 blockIdx{0, 0, 0};
 thread_local uint3 blockDim{1, 1, 1};
@@ -69,7 +79,10 @@ class StackPool {
     sc.sp = static_cast<char*>(p) + guard_ + bytes_;
     return sc;
   }
-  void deallocate(ctx::stack_context& sc) noexcept { free_.push_back(sc); }
+  void deallocate(ctx::stack_context& sc) noexcept {
+    SN_EMU_UNPOISON_STACK(sc);
+    free_.push_back(sc);
+  }
 
  private:
   std::size_t bytes_ = 0, guard_ = 0;
@@ -114,6 +127,7 @@ struct Block {
   // What the fiber that just switched back to the scheduler is: idle, or
   // suspended in `current`.
   bool yielded_idle = false;
+  bool quit = false;  // idle fibers return (the CPU thread is ending)
   unsigned assign = 0;  // the thread an idle fiber is resumed for
   std::string error;    // the first kernel-side error of this block
 };
@@ -382,10 +396,23 @@ const TlsRange& shared_segment(const void* kernel) {
 }
 
 // --- running one block ---------------------------------------------------------------------
+ctx::fiber fiber_main(ctx::fiber&& sched);
+
 struct Worker {
   StackPool stacks{config().stack_bytes};
   Block block;
   std::vector<ctx::fiber> idle;  // fibers with no thread, kept from block to block
+  Worker() = default;
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  // Idle fibers end by returning, not by being unwound (see run_block).
+  ~Worker() {
+    Block* outer = tl_block;
+    tl_block = &block;
+    block.quit = true;
+    for (ctx::fiber& f : idle) f = std::move(f).resume();
+    tl_block = outer;
+  }
 };
 
 Worker& worker() {
@@ -413,6 +440,7 @@ ctx::fiber fiber_main(ctx::fiber&& sched) {
   ctx::fiber s = std::move(sched);
   for (;;) {
     Block& b = *tl_block;
+    if (b.quit) return s;
     b.sched = &s;
     b.current = &b.lanes[b.assign];
     for (;;) {
@@ -534,9 +562,15 @@ std::string run_block(const LaunchDesc& d, uint64_t linear) {
   }
   std::string err = b.error;
   if (!err.empty()) {
-    // Unwind every fiber left inside a thread (and the idle ones with them).
-    for (Lane& l : b.lanes) l.fiber = ctx::fiber();
-    wk.idle.clear();
+    // The threads left suspended never run again. Their fibers are kept, not
+    // unwound: unwinding throws on a fiber's stack, which AddressSanitizer
+    // cannot follow (it then reports errors that are not there). A failed
+    // launch is sticky, so this happens at most a few times per process.
+    static std::mutex m;
+    static auto& abandoned = *new std::vector<ctx::fiber>;  // reachable, never destroyed
+    std::lock_guard<std::mutex> g(m);
+    for (Lane& l : b.lanes)
+      if (l.fiber) abandoned.push_back(std::move(l.fiber));
   }
   tl_block = outer;
   return err;
