@@ -61,81 +61,97 @@ std::string pair(int a) {
 
 }  // namespace
 
-TEST_CASE("bench shape table matches the engine's models layer by layer", "[bench]") {
-  for (const auto& bm : bench_models()) {
-    INFO("model " << bm.name);
-    Generator gen(0);
-    const auto model = models::make(bm.name, gen, 1);
-    models::check_input_size(bm.name, bm.image_size);
-    std::map<std::string, Shape> params;
-    int64_t engine_params = 0;
-    for (const auto& p : model->named_parameters()) {
-      params[p.name] = p.tensor.shape();
-      engine_params += p.tensor.numel();
-    }
-    // The engine's own shape trace: output shape per leaf layer, by name.
-    std::map<std::string, Shape> out_shape;
-    const int N = bm.batch_size, S = bm.image_size;
-    for (const auto& info : summarize(*model, {N, 1, S, S}))
-      out_shape[info.name] = info.output_shape;
-    const auto layers = model_layers(bm.name);
-    REQUIRE(!layers.empty());
-    int convs = 0, linears = 0;
-    for (const LayerShape& l : layers) {
-      INFO("layer " << l.layer << " " << l.shape());
-      if (l.kind == Kind::Conv) {
-        ++convs;
-        const auto& c = l.conv;
-        CHECK(c.N == bm.batch_size);
-        CHECK(params[l.layer + ".weight"] == Shape{c.K, c.C, c.R, c.S});
-        const Module* m = find_module(*model, l.layer);
-        REQUIRE(m);
-        const std::string d = m->describe();
-        CHECK(has(d, "kernel_size=" + pair(c.R)));
-        CHECK(has(d, "stride=" + pair(c.stride)));
-        CHECK(has(d, "padding=") == (c.pad != 0));
-        if (c.pad) CHECK(has(d, "padding=" + pair(c.pad)));
-        CHECK(out_shape[l.layer] == Shape{c.N, c.K, c.P, c.Q});
-      } else if (l.kind == Kind::Linear) {
-        // IN is the flattened output of the walker's previous layer: a wrong
-        // stride or padding anywhere above shows up here.
-        ++linears;
-        CHECK(params[l.layer + ".weight"] == Shape{l.linear.OUT, l.linear.IN});
-        CHECK(out_shape[l.layer] == Shape{l.linear.N, l.linear.OUT});
-      } else if (l.kind == Kind::BatchNorm) {
-        CHECK(params[l.layer + ".weight"] == Shape{l.bn.C});
-      } else if (l.kind == Kind::MaxPool || l.kind == Kind::AvgPool) {
-        const Module* m = find_module(*model, l.layer);
-        REQUIRE(m);
-        const std::string d = m->describe();
-        CHECK(has(d, l.kind == Kind::MaxPool ? "MaxPool2d(" : "AvgPool2d("));
-        CHECK(has(d, "kernel_size=" + std::to_string(l.pool.R) +
-                         ", stride=" + std::to_string(l.pool.stride) +
-                         ", padding=" + std::to_string(l.pool.pad)));
-        CHECK(out_shape[l.layer] == Shape{l.pool.N, l.pool.C, l.pool.P, l.pool.Q});
-      } else if (l.kind == Kind::Sigmoid || l.kind == Kind::ReLU || l.kind == Kind::Dropout) {
-        // Functional ops of ResNet's Residual have no module ("1.0(relu)").
-        if (has(l.layer, "(")) continue;
-        const Module* m = find_module(*model, l.layer);
-        REQUIRE(m);
-        const char* want = l.kind == Kind::Sigmoid ? "Sigmoid"
-                           : l.kind == Kind::ReLU  ? "ReLU"
-                                                   : "Dropout";
-        CHECK(m->describe().rfind(want, 0) == 0);
-      }
-    }
-    CHECK(parameter_count(layers) == engine_params);
-    // Every conv and linear weight of the model is in the table.
-    int engine_weights = 0;
-    for (const auto& [name, shape] : params)
-      if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 &&
-          (shape.size() == 4 || shape.size() == 2))
-        ++engine_weights;
-    CHECK(convs + linears == engine_weights);
-    CHECK(layers.back().kind == Kind::Sgd);
-    CHECK(layers[layers.size() - 2].kind == Kind::CrossEntropy);
-    CHECK(layers[layers.size() - 2].hw == 10);
+namespace {
+
+// The table's rows for one model against the engine's model built at full size.
+void check_table(const BenchModel& bm) {
+  INFO("model " << bm.name);
+  Generator gen(0);
+  const auto model = models::make(bm.name, gen, 1);
+  models::check_input_size(bm.name, bm.image_size);
+  std::map<std::string, Shape> params;
+  int64_t engine_params = 0;
+  for (const auto& p : model->named_parameters()) {
+    params[p.name] = p.tensor.shape();
+    engine_params += p.tensor.numel();
   }
+  // The engine's own shape trace: output shape per leaf layer, by name.
+  std::map<std::string, Shape> out_shape;
+  const int N = bm.batch_size, S = bm.image_size;
+  for (const auto& info : summarize(*model, {N, 1, S, S})) out_shape[info.name] = info.output_shape;
+  const auto layers = model_layers(bm.name);
+  REQUIRE(!layers.empty());
+  int convs = 0, linears = 0;
+  for (const LayerShape& l : layers) {
+    INFO("layer " << l.layer << " " << l.shape());
+    if (l.kind == Kind::Conv) {
+      ++convs;
+      const auto& c = l.conv;
+      CHECK(c.N == bm.batch_size);
+      CHECK(params[l.layer + ".weight"] == Shape{c.K, c.C, c.R, c.S});
+      const Module* m = find_module(*model, l.layer);
+      REQUIRE(m);
+      const std::string d = m->describe();
+      CHECK(has(d, "kernel_size=" + pair(c.R)));
+      CHECK(has(d, "stride=" + pair(c.stride)));
+      CHECK(has(d, "padding=") == (c.pad != 0));
+      if (c.pad) CHECK(has(d, "padding=" + pair(c.pad)));
+      CHECK(out_shape[l.layer] == Shape{c.N, c.K, c.P, c.Q});
+    } else if (l.kind == Kind::Linear) {
+      // IN is the flattened output of the walker's previous layer: a wrong
+      // stride or padding anywhere above shows up here.
+      ++linears;
+      CHECK(params[l.layer + ".weight"] == Shape{l.linear.OUT, l.linear.IN});
+      CHECK(out_shape[l.layer] == Shape{l.linear.N, l.linear.OUT});
+    } else if (l.kind == Kind::BatchNorm) {
+      CHECK(params[l.layer + ".weight"] == Shape{l.bn.C});
+    } else if (l.kind == Kind::MaxPool || l.kind == Kind::AvgPool) {
+      const Module* m = find_module(*model, l.layer);
+      REQUIRE(m);
+      const std::string d = m->describe();
+      CHECK(has(d, l.kind == Kind::MaxPool ? "MaxPool2d(" : "AvgPool2d("));
+      CHECK(has(d, "kernel_size=" + std::to_string(l.pool.R) + ", stride=" +
+                       std::to_string(l.pool.stride) + ", padding=" + std::to_string(l.pool.pad)));
+      CHECK(out_shape[l.layer] == Shape{l.pool.N, l.pool.C, l.pool.P, l.pool.Q});
+    } else if (l.kind == Kind::Sigmoid || l.kind == Kind::ReLU || l.kind == Kind::Dropout) {
+      // Functional ops of ResNet's Residual have no module ("1.0(relu)").
+      if (has(l.layer, "(")) continue;
+      const Module* m = find_module(*model, l.layer);
+      REQUIRE(m);
+      const char* want = l.kind == Kind::Sigmoid ? "Sigmoid"
+                         : l.kind == Kind::ReLU  ? "ReLU"
+                                                 : "Dropout";
+      CHECK(m->describe().rfind(want, 0) == 0);
+    }
+  }
+  CHECK(parameter_count(layers) == engine_params);
+  // Every conv and linear weight of the model is in the table.
+  int engine_weights = 0;
+  for (const auto& [name, shape] : params)
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 &&
+        (shape.size() == 4 || shape.size() == 2))
+      ++engine_weights;
+  CHECK(convs + linears == engine_weights);
+  CHECK(layers.back().kind == Kind::Sgd);
+  CHECK(layers[layers.size() - 2].kind == Kind::CrossEntropy);
+  CHECK(layers[layers.size() - 2].hw == 10);
+}
+
+bool large_vgg(const std::string& name) {
+  return name == "vgg13" || name == "vgg16" || name == "vgg19";
+}
+
+}  // namespace
+
+TEST_CASE("bench shape table matches the engine's models layer by layer", "[bench]") {
+  for (const auto& bm : bench_models())
+    if (!large_vgg(bm.name)) check_table(bm);
+}
+
+// VGG-13/16/19 have 133-144M parameters: building them takes seconds.
+TEST_CASE("bench shape table matches VGG-13/16/19 layer by layer", "[bench][slow]") {
+  for (const auto& bm : bench_models())
+    if (large_vgg(bm.name)) check_table(bm);
 }
 
 TEST_CASE("bench dedup collapses identical layers and keeps the count", "[bench]") {

@@ -1,6 +1,8 @@
 // [cuda] gemm_cuda and linear against the CPU reference, and gemm_cuda
-// against cuBLAS. Tolerance rule: see test_cuda_helpers.h (cuda_tol(L), L =
-// the reduction length K of the product).
+// against cuBLAS. Tolerance rule: see test_cuda_helpers.h. Every product runs
+// with integer data, compared bit for bit with the CPU (rule 1), and with
+// uniform data, compared with the fp64 reference (rule 2) with L = K, plus 1
+// when beta != 0 (the scaled C is one more term).
 #ifdef SCRATCHNET_WITH_CUDA
 #include <cstdint>
 #include <tuple>
@@ -17,11 +19,13 @@ namespace k = scratchnet::kernels;
 
 namespace {
 
+enum class Data { Exact, Fp64 };
+
 // Runs one product on both backends from the same data and compares C.
 // pad_ld widens every leading dimension (breaks float4 alignment when odd);
 // offset shifts A/B/C by that many floats (misaligned base pointers).
 void check_gemm(bool ta, bool tb, int M, int N, int K, float alpha, float beta, int pad_ld,
-                int offset, uint64_t seed) {
+                int offset, uint64_t seed, Data data) {
   k::GemmParams p = k::gemm_params(ta, tb, M, N, K, alpha, beta);
   p.lda += pad_ld;
   p.ldb += pad_ld;
@@ -29,11 +33,14 @@ void check_gemm(bool ta, bool tb, int M, int N, int K, float alpha, float beta, 
   const int64_t a_rows = ta ? K : M, b_rows = tb ? N : K;
   const int64_t na = a_rows * p.lda + offset, nb = b_rows * p.ldb + offset,
                 nc = static_cast<int64_t>(M) * p.ldc + offset;
-  Pair A = random_pair({std::max<int64_t>(na, 1)}, seed);
-  Pair B = random_pair({std::max<int64_t>(nb, 1)}, seed + 1);
-  Pair C = random_pair({std::max<int64_t>(nc, 1)}, seed + 2);
+  auto make = [&](int64_t n, uint64_t s) {
+    const Shape shape{std::max<int64_t>(n, 1)};
+    return data == Data::Exact ? exact_pair(shape, s) : random_pair(shape, s);
+  };
+  Pair A = make(na, seed), B = make(nb, seed + 1), C = make(nc, seed + 2);
   Tensor c_gpu = C.gpu;
   if (beta == 0.0f) c_gpu = poisoned(C.gpu.shape());  // beta = 0 must never read C
+  const Tensor c0 = C.cpu.clone();
   k::gemm_cpu(p, A.cpu.data<float>() + offset, B.cpu.data<float>() + offset,
               C.cpu.data<float>() + offset);
   k::gemm_cuda(p, A.gpu.data<float>() + offset, B.gpu.data<float>() + offset,
@@ -46,8 +53,24 @@ void check_gemm(bool ta, bool tb, int M, int N, int K, float alpha, float beta, 
       w.push_back(want[offset + static_cast<int64_t>(m) * p.ldc + n]);
     }
   INFO("gemm ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N << " K=" << K << " alpha="
-                  << alpha << " beta=" << beta << " pad=" << pad_ld << " offset=" << offset);
-  testing::require_close(g, w, cuda_tol(K), cuda_tol(K), "C");
+                  << alpha << " beta=" << beta << " pad=" << pad_ld << " offset=" << offset
+                  << (data == Data::Exact ? " (exact data)" : " (fp64 reference)"));
+  if (data == Data::Exact) {
+    require_exact(g, w, "C");
+  } else {
+    const Ref64 ref = gemm_ref64(p, A.cpu.data<float>() + offset, B.cpu.data<float>() + offset,
+                                 c0.data<float>() + offset);
+    require_ref64(g, ref, K + (beta != 0.0f), "C");
+  }
+}
+
+// Exact data always; the fp64 reference (a naive triple loop on the CPU) up to
+// 20M multiply-adds, which covers every edge and transpose case of the sweep.
+void check_gemm_both(bool ta, bool tb, int M, int N, int K, float alpha, float beta, int pad_ld,
+                     int offset, uint64_t seed) {
+  check_gemm(ta, tb, M, N, K, alpha, beta, pad_ld, offset, seed, Data::Exact);
+  if (int64_t{M} * N * K <= 20'000'000)
+    check_gemm(ta, tb, M, N, K, alpha, beta, pad_ld, offset, seed, Data::Fp64);
 }
 
 }  // namespace
@@ -64,16 +87,16 @@ TEST_CASE("gemm_cuda matches gemm_cpu: transposes, edges, leading dims", "[cuda]
   for (bool ta : {false, true})
     for (bool tb : {false, true})
       for (auto [M, N, K] : sizes) {
-        check_gemm(ta, tb, M, N, K, 1.0f, 0.0f, 0, 0, seed += 3);
-        check_gemm(ta, tb, M, N, K, 0.75f, 0.5f, 0, 0, seed += 3);
-        check_gemm(ta, tb, M, N, K, 1.0f, 1.0f, 3, 0, seed += 3);   // odd leading dims
-        check_gemm(ta, tb, M, N, K, -1.5f, 0.0f, 4, 1, seed += 3);  // misaligned pointers
+        check_gemm_both(ta, tb, M, N, K, 1.0f, 0.0f, 0, 0, seed += 3);
+        check_gemm_both(ta, tb, M, N, K, 0.75f, 0.5f, 0, 0, seed += 3);
+        check_gemm_both(ta, tb, M, N, K, 1.0f, 1.0f, 3, 0, seed += 3);   // odd leading dims
+        check_gemm_both(ta, tb, M, N, K, -1.5f, 0.0f, 4, 1, seed += 3);  // misaligned pointers
       }
 }
 
 TEST_CASE("gemm_cuda with K = 0 scales C by beta", "[cuda][gemm]") {
-  check_gemm(false, false, 17, 9, 0, 1.0f, 0.5f, 0, 0, 7);
-  check_gemm(true, true, 17, 9, 0, 1.0f, 0.0f, 0, 0, 8);
+  check_gemm_both(false, false, 17, 9, 0, 1.0f, 0.5f, 0, 0, 7);
+  check_gemm_both(true, true, 17, 9, 0, 1.0f, 0.0f, 0, 0, 8);
 }
 
 TEST_CASE("gemm_cuda rejects a leading dimension that is too small", "[cuda][gemm]") {
@@ -86,18 +109,30 @@ TEST_CASE("gemm_cuda rejects a leading dimension that is too small", "[cuda][gem
 }
 
 TEST_CASE("gemm_cuda matches cuBLAS (strict FP32)", "[cuda][gemm]") {
-  const int M = small() ? 200 : 1024, N = small() ? 130 : 768, K = small() ? 70 : 512;
+  // With integer data, equal bit for bit at the large size; both against the
+  // same fp64 reference (rule 2) at the small one.
   for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      k::GemmParams p = k::gemm_params(ta, tb, M, N, K, 1.0f, 0.0f);
-      Pair A = random_pair({int64_t{M} * K}, 11), B = random_pair({int64_t{K} * N}, 12);
-      Tensor c1 = poisoned({int64_t{M} * N}), c2 = poisoned({int64_t{M} * N});
-      k::gemm_cuda(p, A.gpu.data<float>(), B.gpu.data<float>(), c1.data<float>(), cuda::stream());
-      k::gemm_cublas(p, A.gpu.data<float>(), B.gpu.data<float>(), c2.data<float>(), cuda::stream(),
-                     false);
-      INFO("ta=" << ta << " tb=" << tb);
-      testing::require_close(c1.to_vector(), c2.to_vector(), cuda_tol(K), cuda_tol(K), "C");
-    }
+    for (bool tb : {false, true})
+      for (bool exact : {true, false}) {
+        const bool large = exact && !small();
+        const int M = large ? 1024 : 200, N = large ? 768 : 130, K = large ? 512 : 70;
+        INFO("ta=" << ta << " tb=" << tb << (exact ? " (exact data)" : " (fp64 reference)"));
+        k::GemmParams p = k::gemm_params(ta, tb, M, N, K, 1.0f, 0.0f);
+        const Shape sa{int64_t{M} * K}, sb{int64_t{K} * N};
+        Pair A = exact ? exact_pair(sa, 11) : random_pair(sa, 11);
+        Pair B = exact ? exact_pair(sb, 12) : random_pair(sb, 12);
+        Tensor c1 = poisoned({int64_t{M} * N}), c2 = poisoned({int64_t{M} * N});
+        k::gemm_cuda(p, A.gpu.data<float>(), B.gpu.data<float>(), c1.data<float>(), cuda::stream());
+        k::gemm_cublas(p, A.gpu.data<float>(), B.gpu.data<float>(), c2.data<float>(),
+                       cuda::stream(), false);
+        if (exact) {
+          require_exact(c1.to_vector(), c2.to_vector(), "C ours vs cuBLAS");
+          continue;
+        }
+        const Ref64 ref = gemm_ref64(p, A.cpu.data<float>(), B.cpu.data<float>(), nullptr);
+        require_ref64(c1, ref, K, "C ours");
+        require_ref64(c2, ref, K, "C cuBLAS");
+      }
 }
 
 TEST_CASE("gemm_cuda is bit-identical run to run", "[cuda][gemm]") {
@@ -111,6 +146,62 @@ TEST_CASE("gemm_cuda is bit-identical run to run", "[cuda][gemm]") {
   CHECK(bit_identical(first, c.to_vector()));
 }
 
+namespace {
+
+// linear through the ops API with autograd on both devices: y, then dx, dw,
+// db after one backward (into fresh zero gradients).
+void check_linear(int N, int IN, int OUT, bool bias, uint64_t seed, Data data) {
+  INFO("linear N=" << N << " in=" << IN << " out=" << OUT << " bias=" << bias
+                   << (data == Data::Exact ? " (exact data)" : " (fp64 reference)"));
+  auto leaf = [&](const Shape& s, uint64_t sd) {
+    Pair p = data == Data::Exact ? exact_pair(s, sd) : random_pair(s, sd);
+    p.cpu.set_requires_grad(true);
+    p.gpu.set_requires_grad(true);
+    return p;
+  };
+  Pair x = leaf({N, IN}, seed), w = leaf({OUT, IN}, seed + 1), b = leaf({OUT}, seed + 2);
+  Tensor yc = linear(x.cpu, w.cpu, bias ? b.cpu : Tensor());
+  Tensor yg = linear(x.gpu, w.gpu, bias ? b.gpu : Tensor());
+  Pair gy = data == Data::Exact ? exact_pair({N, OUT}, seed + 3) : random_pair({N, OUT}, seed + 3);
+  if (data == Data::Exact) {
+    require_exact(yg, yc, "y");
+    yc.backward(gy.cpu);
+    yg.backward(gy.gpu);
+    require_exact(x.gpu.grad(), x.cpu.grad(), "dx");
+    require_exact(w.gpu.grad(), w.cpu.grad(), "dw");
+    if (bias) require_exact(b.gpu.grad(), b.cpu.grad(), "db");
+    return;
+  }
+  // y = x Wᵀ + b: the bias is the initial C of the product (one more term).
+  std::vector<float> rows(static_cast<std::size_t>(N) * OUT, 0.0f);
+  const std::vector<float> bv = b.cpu.to_vector();
+  for (std::size_t i = 0; bias && i < rows.size(); ++i) rows[i] = bv[i % OUT];
+  const Tensor bias_rows = Tensor::from_vector(rows, {N, OUT});
+  require_ref64(yg,
+                gemm_ref64(k::gemm_params(false, true, N, OUT, IN, 1.0f, bias ? 1.0f : 0.0f),
+                           x.cpu.data<float>(), w.cpu.data<float>(), bias_rows.data<float>()),
+                IN + bias, "y");
+  yg.backward(gy.gpu);
+  const float* g = gy.cpu.data<float>();
+  require_ref64(
+      x.gpu.grad(),
+      gemm_ref64(k::gemm_params(false, false, N, IN, OUT), g, w.cpu.data<float>(), nullptr), OUT,
+      "dx");
+  require_ref64(
+      w.gpu.grad(),
+      gemm_ref64(k::gemm_params(true, false, OUT, IN, N), g, x.cpu.data<float>(), nullptr), N,
+      "dw");
+  if (bias) {
+    const Tensor ones = Tensor::full({1, N}, 1.0f);  // db = 1ᵀ dy
+    require_ref64(
+        b.gpu.grad(),
+        gemm_ref64(k::gemm_params(false, false, 1, OUT, N), ones.data<float>(), g, nullptr), N,
+        "db");
+  }
+}
+
+}  // namespace
+
 TEST_CASE("linear on CUDA matches the CPU: output and every gradient", "[cuda][linear]") {
   std::vector<std::tuple<int, int, int>> shapes = {{1, 1, 1}, {7, 33, 10}, {5, 129, 131}};
   if (!small()) {
@@ -120,32 +211,26 @@ TEST_CASE("linear on CUDA matches the CPU: output and every gradient", "[cuda][l
   uint64_t seed = 500;
   for (auto [N, IN, OUT] : shapes)
     for (bool bias : {true, false}) {
-      INFO("linear N=" << N << " in=" << IN << " out=" << OUT << " bias=" << bias);
-      Pair x = leaf_pair({N, IN}, ++seed), w = leaf_pair({OUT, IN}, ++seed),
-           b = leaf_pair({OUT}, ++seed);
-      Tensor yc = linear(x.cpu, w.cpu, bias ? b.cpu : Tensor());
-      Tensor yg = linear(x.gpu, w.gpu, bias ? b.gpu : Tensor());
-      require_match(yg, yc, cuda_tol(IN), "y");
-      Pair gy = random_pair({N, OUT}, ++seed);
-      yc.backward(gy.cpu);
-      yg.backward(gy.gpu);
-      require_match(x.gpu.grad(), x.cpu.grad(), cuda_tol(OUT), "dx");
-      require_match(w.gpu.grad(), w.cpu.grad(), cuda_tol(N), "dw");
-      if (bias) require_match(b.gpu.grad(), b.cpu.grad(), cuda_tol(N), "db");
+      check_linear(N, IN, OUT, bias, seed += 4, Data::Exact);
+      check_linear(N, IN, OUT, bias, seed, Data::Fp64);
     }
 }
 
 TEST_CASE("linear with cuBLAS GEMMs matches the CPU", "[cuda][linear]") {
   // gemm_use_cublas() reads SCRATCHNET_GEMM once per process, so exercise the
-  // cuBLAS path through gemm_cublas directly with linear's three products.
+  // cuBLAS path through gemm_cublas directly with linear's forward product.
   const int N = 64, IN = 100, OUT = 30;
+  const auto p = k::gemm_params(false, true, N, OUT, IN);
   Pair x = random_pair({N, IN}, 31), w = random_pair({OUT, IN}, 32);
   Tensor y = poisoned({N, OUT});
-  k::gemm_cublas(k::gemm_params(false, true, N, OUT, IN), x.gpu.data<float>(), w.gpu.data<float>(),
-                 y.data<float>(), cuda::stream(), false);
-  Tensor yc = Tensor::zeros({N, OUT});
-  k::gemm_cpu(k::gemm_params(false, true, N, OUT, IN), x.cpu.data<float>(), w.cpu.data<float>(),
-              yc.data<float>());
-  require_match(y, yc, cuda_tol(IN), "y");
+  k::gemm_cublas(p, x.gpu.data<float>(), w.gpu.data<float>(), y.data<float>(), cuda::stream(),
+                 false);
+  require_ref64(y, gemm_ref64(p, x.cpu.data<float>(), w.cpu.data<float>(), nullptr), IN, "y");
+  Pair xe = exact_pair({N, IN}, 33), we = exact_pair({OUT, IN}, 34);
+  Tensor ye = poisoned({N, OUT}), yec = Tensor::zeros({N, OUT});
+  k::gemm_cublas(p, xe.gpu.data<float>(), we.gpu.data<float>(), ye.data<float>(), cuda::stream(),
+                 false);
+  k::gemm_cpu(p, xe.cpu.data<float>(), we.cpu.data<float>(), yec.data<float>());
+  require_exact(ye, yec, "y (exact data)");
 }
 #endif  // SCRATCHNET_WITH_CUDA

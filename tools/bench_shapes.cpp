@@ -1,8 +1,11 @@
 // The model shape walker behind `scratchnet bench` (see bench_shapes.h).
 #include "tools/bench_shapes.h"
 
+#include <array>
 #include <map>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -78,7 +81,8 @@ std::string LayerShape::key() const {
 const std::vector<BenchModel>& bench_models() {
   // Input side and batch size as MODELS in shared/reference/torch_models.py.
   static const std::vector<BenchModel> models = {
-      {"lenet", 28, 256}, {"alexnet", 224, 256}, {"vgg11", 224, 128}, {"resnet18", 224, 256}};
+      {"lenet", 28, 256},  {"alexnet", 224, 256}, {"vgg11", 224, 128},    {"vgg13", 224, 128},
+      {"vgg16", 224, 128}, {"vgg19", 224, 128},   {"resnet18", 224, 256}, {"resnet34", 224, 256}};
   return models;
 }
 
@@ -206,13 +210,19 @@ void alexnet(Walker& w) {
   w.linear("linear3", 10);
 }
 
-void vgg11(Walker& w, int width_divisor) {
-  const int d = width_divisor;
-  const int arch[5][2] = {{1, 64 / d}, {1, 128 / d}, {2, 256 / d}, {2, 512 / d}, {2, 512 / d}};
-  for (int b = 0; b < 5; ++b) {
+// (number of 3x3 convs, output channels) per block, as the reference's
+// conv_arch for VGG-11/13/16/19; width_divisor divides the channels.
+void vgg(Walker& w, int depth, int width_divisor) {
+  static const std::map<int, std::vector<std::pair<int, int>>> archs = {
+      {11, {{1, 64}, {1, 128}, {2, 256}, {2, 512}, {2, 512}}},
+      {13, {{2, 64}, {2, 128}, {2, 256}, {2, 512}, {2, 512}}},
+      {16, {{2, 64}, {2, 128}, {3, 256}, {3, 512}, {3, 512}}},
+      {19, {{2, 64}, {2, 128}, {4, 256}, {4, 512}, {4, 512}}}};
+  const auto& arch = archs.at(depth);
+  for (std::size_t b = 0; b < arch.size(); ++b) {
     const std::string p = "vgg_block" + std::to_string(b);
-    for (int i = 0; i < arch[b][0]; ++i) {
-      w.conv(p + ".conv" + std::to_string(i), arch[b][1], 3, 1, 1);
+    for (int i = 0; i < arch[b].first; ++i) {
+      w.conv(p + ".conv" + std::to_string(i), arch[b].second / width_divisor, 3, 1, 1);
       w.pointwise(p + ".relu" + std::to_string(i), Kind::ReLU);
     }
     w.pool(p + ".max_pool", Kind::MaxPool, 2, 2);
@@ -226,14 +236,15 @@ void vgg11(Walker& w, int width_divisor) {
   w.linear("last.7", 10);
 }
 
-void resnet18(Walker& w) {
+// Residual blocks per stage: ResNet-18 {2, 2, 2, 2}, ResNet-34 {3, 4, 6, 3}.
+void resnet(Walker& w, const std::array<int, 4>& blocks) {
   w.conv("0.0", 64, 7, 2, 3);
   w.bn("0.1");
   w.pointwise("0.2", Kind::ReLU);
   w.pool("0.3", Kind::MaxPool, 3, 2, 1);
   const int channels[4] = {64, 128, 256, 512};
   for (int b = 0; b < 4; ++b) {
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < blocks[b]; ++i) {
       const bool down = i == 0 && b > 0;
       w.residual(std::to_string(b + 1) + "." + std::to_string(i), channels[b], down, down ? 2 : 1);
     }
@@ -261,8 +272,12 @@ std::vector<LayerShape> model_layers(const std::string& model, int batch, int im
   Walker w(model, out, N, 1, hw, hw);
   if (model == "lenet") lenet(w);
   if (model == "alexnet") alexnet(w);
-  if (model == "vgg11") vgg11(w, width_divisor);
-  if (model == "resnet18") resnet18(w);
+  if (model == "vgg11") vgg(w, 11, width_divisor);
+  if (model == "vgg13") vgg(w, 13, width_divisor);
+  if (model == "vgg16") vgg(w, 16, width_divisor);
+  if (model == "vgg19") vgg(w, 19, width_divisor);
+  if (model == "resnet18") resnet(w, {2, 2, 2, 2});
+  if (model == "resnet34") resnet(w, {3, 4, 6, 3});
   w.loss_and_sgd();
   return out;
 }

@@ -1,5 +1,6 @@
-// The layer shapes `scratchnet bench` times: every layer of LeNet, AlexNet,
-// VGG-11 and ResNet-18 as the course defines them (shared/reference/
+// The layer shapes `scratchnet bench` times and the [cuda] tests check
+// (tests/test_cuda_shapes.cpp): every layer of LeNet, AlexNet, VGG-11/13/16/19
+// and ResNet-18/34 as the course defines them (shared/reference/
 // torch_models.py), in execution order, with PyTorch's module names.
 //
 // Why a table and not a walk over the engine's model: the engine's modules
