@@ -102,7 +102,7 @@ Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
   if (!(p >= 0.0f && p < 1.0f))
     throw ValueError("dropout: probability must be in [0, 1), got " + std::to_string(p));
   if (!training || p == 0.0f) return x;
-  const uint64_t seed = gen.seed(), offset = gen.next_offset();
+  const uint64_t seed = gen.example_seed(), offset = gen.next_offset();
   Tensor y = Tensor::empty(x.shape(), x.device());
   if (x.is_cuda()) {
     SN_GPU(k::dropout_forward_cuda(x.numel(), p, seed, offset, x.data<float>(), y.data<float>(),

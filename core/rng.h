@@ -20,13 +20,22 @@ class Generator {
   // Reserves one stream and returns its offset.
   uint64_t next_offset() { return offset_++; }
 
+  // The seed of per-example draws (dropout masks). Data-parallel ranks share
+  // seed and offset, so that they start from the same weights and shuffle
+  // alike, but each must draw its own masks: rank r > 0 mixes r into this
+  // seed. Rank 0, and a single process, draw with seed() itself.
+  void set_rank(int rank) { rank_ = static_cast<uint64_t>(rank); }
+  uint64_t example_seed() const { return rank_ == 0 ? seed_ : seed_ ^ (rank_ * kGolden); }
+
   // A uniformly random permutation of 0..n-1 (Fisher-Yates over one stream).
   std::vector<int32_t> permutation(int32_t n);
   // Uniform floats in [lo, hi) (one stream), for weight initialisation.
   std::vector<float> uniform(int64_t n, float lo, float hi);
 
  private:
+  static constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;  // 2^64 / golden ratio
   uint64_t seed_, offset_;
+  uint64_t rank_ = 0;
 };
 
 }  // namespace scratchnet

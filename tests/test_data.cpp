@@ -6,6 +6,7 @@
 // so atol = rtol = 1e-6 (a few float ulps of values in [0, 1]).
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -327,6 +328,56 @@ TEST_CASE("Loader covers every example once per epoch, shuffled reproducibly", "
   CHECK_THROWS_AS(Loader(split, 0, 28, false), ValueError);
   CHECK_THROWS_AS(Loader(split, 4, 0, false), ValueError);
   CHECK_THROWS_AS(Loader(Split{}, 4, 28, false), ValueError);
+}
+
+TEST_CASE("Loader parts split every batch into contiguous runs that make up the batch",
+          "[data][loader][dist]") {
+  TempDir dir("data");
+  write_split(dir, 23, true);
+  const Split split = load_split(dir.path.string(), true, Device::cpu());
+  Loader loader(split, 7, 28, true);  // batches of 7, 7, 7 and 2
+  Generator gen(3);
+  loader.start_epoch(gen);
+  REQUIRE(loader.num_batches() == 4);
+  CHECK(loader.batch_examples(0) == 7);
+  CHECK(loader.batch_examples(3) == 2);
+  auto pixels = [](const Batch& b) {  // each example's index (pixel 0 * 255)
+    std::vector<int> v;
+    if (b.size == 0) return v;
+    const auto x = b.x.to_vector();
+    for (int i = 0; i < b.size; ++i)
+      v.push_back(static_cast<int>(std::lround(x[static_cast<std::size_t>(i) * 784] * 255.0f)));
+    return v;
+  };
+  for (int parts : {1, 2, 3, 5}) {
+    for (int i = 0; i < loader.num_batches(); ++i) {
+      const std::vector<int> whole = pixels(loader.batch(i));
+      std::vector<int> joined, sizes;
+      for (int part = 0; part < parts; ++part) {
+        const Batch b = loader.batch(i, part, parts);
+        sizes.push_back(b.size);
+        const auto v = pixels(b);
+        joined.insert(joined.end(), v.begin(), v.end());
+        if (b.size > 0) {
+          CHECK(b.y.shape() == Shape{b.size});
+          CHECK(b.x.shape() == Shape{b.size, 1, 28, 28});
+        } else {
+          CHECK(!b.x.defined());
+        }
+      }
+      INFO("batch " << i << " in " << parts << " parts");
+      CHECK(joined == whole);  // the parts, in order, are exactly the batch
+      // Sizes differ by at most one.
+      const auto [lo, hi] = std::minmax_element(sizes.begin(), sizes.end());
+      CHECK(*hi - *lo <= 1);
+    }
+  }
+  // 2 examples in 5 parts: parts 2 and 4 hold one each, the others none.
+  for (int part = 0; part < 5; ++part)
+    CHECK(loader.batch(3, part, 5).size == (part == 2 || part == 4 ? 1 : 0));
+  CHECK_THROWS_AS(loader.batch(0, 2, 2), ValueError);
+  CHECK_THROWS_AS(loader.batch(0, -1, 2), ValueError);
+  CHECK_THROWS_AS(loader.batch(0, 0, 0), ValueError);
 }
 
 TEST_CASE("Loader batches equal resize_bilinear of the /255 images", "[data][loader]") {

@@ -13,6 +13,7 @@
 #include "tools/suggest.h"
 #include "train/import_d2l.h"
 #include "train/safetensors.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace scratchnet::tools {
@@ -24,6 +25,14 @@ int fail(const std::string& message, int code) {
   std::string line = message;
   for (char& ch : line)
     if (ch == '\n' || ch == '\r') ch = ' ';
+  if (dist::active()) {
+    // One rank failed: say which, then end every rank (the others may be
+    // waiting for this one in a collective).
+    std::cerr << "error (rank " << dist::rank() << " of " << dist::size() << "): " << line
+              << "\n";
+    std::cerr.flush();
+    dist::abort_all(code);
+  }
   std::cerr << "error: " << line << "\n";
   return code;
 }
@@ -311,6 +320,7 @@ int run_cli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const UsageError& e) {
+    if (dist::active()) return fail(e.what(), 2);
     std::cerr << "error: " << e.what() << "\nRun with --help for more information.\n";
     return 2;
   } catch (const train::Interrupted& e) {

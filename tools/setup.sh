@@ -4,8 +4,11 @@
 # is optional: without nvcc the CPU engine is built.
 set -euo pipefail
 # libboost-context-dev: the fibers of the emulated CUDA target (SCRATCHNET_CUDA=EMULATE).
+# libopenmpi-dev, openmpi-bin: data-parallel training under mpirun (optional:
+# SCRATCHNET_NO_MPI=1 leaves them out, and scratchnet then trains in one process).
 pkgs=(build-essential cmake catch2 libstb-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
       libboost-context-dev dataset-fashion-mnist fonts-dejavu-core)
+[ -z "${SCRATCHNET_NO_MPI:-}" ] && pkgs+=(libopenmpi-dev openmpi-bin)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

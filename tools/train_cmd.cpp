@@ -1,12 +1,16 @@
 // `scratchnet train`: the flags, the per-model defaults, and the Trainer.
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include "models/models.h"
 #include "tools/cli.h"
+#include "kernels/cpu/threads.h"
 #include "tools/commands.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace scratchnet::tools {
@@ -39,6 +43,23 @@ std::string defaults_table() {
        "notice. Training stops when a batch's loss is NaN, infinite or above\n"
        "--max-loss (default 23026 = 10^4 x ln 10, the loss of a uniform guess).";
   return s;
+}
+
+// Under mpirun/srun: starts MPI (train/distributed.h) and gives each rank of
+// a machine its share of the cores unless --threads says otherwise.
+void start_ranks(const CLI::App& cmd) {
+  const int launched = dist::launched_size();
+  if (launched > 1 && !dist::compiled())
+    throw UsageError("this process is one of " + std::to_string(launched) +
+                     " started by mpirun/srun, but this scratchnet was built without MPI: "
+                     "install libopenmpi-dev and rebuild (tools/build.sh; SCRATCHNET_MPI=ON makes "
+                     "a missing MPI an error), or run it without mpirun");
+  dist::init();
+  if (dist::active() && !cmd.count("--threads")) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    kernels::set_cpu_threads(
+        std::min(kernels::cpu_threads(), std::max(1, cores / dist::local_size())));
+  }
 }
 
 }  // namespace
@@ -117,11 +138,15 @@ void add_train_command(CLI::App& app) {
                   "Continue a run in its directory (give the directory or a file in it); "
                   "nothing else is needed: its settings are kept unless given again, "
                   "--epochs counts the epochs done before");
+  cmd->add_flag("--check-ranks", c.check_ranks,
+                "Under mpirun: after every step, check that all ranks hold bitwise the same "
+                "weights (slower; for debugging a cluster)");
   cmd->add_flag("--allow-changes", c.allow_changes,
                 "With --resume: allow new --batch-size, --resize, --width-divisor, "
                 "--train-limit or --test-limit (recorded in config.json)");
 
   cmd->callback([args, cmd] {
+    start_ranks(*cmd);
     train::TrainConfig cfg = args->config;
     std::optional<train::TrainConfig> saved;
     if (cfg.resume.empty()) {
@@ -167,9 +192,12 @@ void add_train_command(CLI::App& app) {
     } catch (const ValueError& e) {
       throw UsageError(e.what());
     }
-    train::Trainer trainer(cfg, std::cout, train::is_terminal(STDOUT_FILENO));
+    // Rank 0 speaks for the job; the others train silently.
+    std::ostream silent(nullptr);
+    std::ostream& log = dist::is_root() ? std::cout : silent;
+    train::Trainer trainer(cfg, log, dist::is_root() && train::is_terminal(STDOUT_FILENO));
     const auto rows = trainer.run();
-    if (!rows.empty())
+    if (!rows.empty() && dist::is_root())
       std::cout << "done: test acc " << train::fixed4(rows.back().test_acc) << ", test loss "
                 << train::fixed4(rows.back().test_loss) << " after epoch " << rows.back().epoch
                 << "; results in " << trainer.out_dir() << "\n";

@@ -90,24 +90,35 @@ int Loader::num_batches() const {
   return static_cast<int>((int64_t{split_.count} + batch_size_ - 1) / batch_size_);
 }
 
+int Loader::batch_examples(int i) const {
+  const int64_t first = int64_t{i} * batch_size_;
+  return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(batch_size_, split_.count - first)));
+}
+
 void Loader::start_epoch(Generator& gen) {
   if (!shuffle_) return;
   order_ =
       Tensor::from_vector(gen.permutation(split_.count), {split_.count}, split_.images.device());
 }
 
-Batch Loader::batch(int i) const {
+Batch Loader::batch(int i, int part, int parts) const {
   if (i < 0 || i >= num_batches())
     throw ValueError("Loader: batch " + std::to_string(i) + " outside [0, " +
                      std::to_string(num_batches()) + ")");
+  if (parts < 1 || part < 0 || part >= parts)
+    throw ValueError("Loader: part " + std::to_string(part) + " of " + std::to_string(parts) +
+                     " (expected 0 <= part < parts)");
   if (!order_.defined())
     throw Error("Loader: call start_epoch() before batch() on a shuffling loader");
-  const int64_t begin = int64_t{i} * batch_size_;
-  const int size = static_cast<int>(std::min<int64_t>(batch_size_, split_.count - begin));
+  const int64_t first = int64_t{i} * batch_size_;
+  const int64_t whole = batch_examples(i);
+  const int64_t begin = first + whole * part / parts;
+  const int size = static_cast<int>(first + whole * (part + 1) / parts - begin);
+  Batch b;
+  if (size == 0) return b;
   const Tensor index = Tensor::view_of(
       order_.storage(), order_.offset_bytes() + static_cast<std::size_t>(begin) * sizeof(int32_t),
       {size}, DType::I32);
-  Batch b;
   b.x = resize_gather_u8(split_.images, index, image_size_, image_size_);
   b.y = gather_labels(split_.labels, index);
   b.size = size;

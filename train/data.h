@@ -41,6 +41,7 @@ class Loader {
   Loader(const Split& split, int batch_size, int image_size, bool shuffle);
 
   int num_batches() const;  // the last, partial batch included
+  int batch_examples(int i) const;  // examples in batch i (batch_size but for the last)
   int batch_size() const { return batch_size_; }
   int image_size() const { return image_size_; }
   int count() const { return split_.count; }
@@ -50,7 +51,14 @@ class Loader {
   // 0..count-1, uploaded once by the constructor, and gen is not touched.
   void start_epoch(Generator& gen);
   // Batch i of the current epoch, 0 <= i < num_batches().
-  Batch batch(int i) const;
+  Batch batch(int i) const { return batch(i, 0, 1); }
+  // Part `part` of `parts` of batch i, for data-parallel ranks: batch i's
+  // examples (in this epoch's order) cut into `parts` contiguous runs whose
+  // sizes differ by at most one: part p holds [size*p/parts,
+  // size*(p+1)/parts) (rounded down). Together the parts are exactly batch i.
+  // A part may be empty (size 0, x and y undefined) when the batch has fewer
+  // examples than parts.
+  Batch batch(int i, int part, int parts) const;
 
  private:
   Split split_;

@@ -11,8 +11,10 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "kernels/cpu/threads.h"
+#include "core/cuda.h"
 #include "models/models.h"
 #include "train/data.h"
+#include "train/distributed.h"
 #include "train/run_dir.h"
 
 namespace scratchnet::train {
@@ -70,6 +72,17 @@ std::vector<T> read_prefix(const Tensor& slots, int n) {
   return Tensor::view_of(slots.storage(), slots.offset_bytes(), {n}, slots.dtype()).to_vector<T>();
 }
 
+// The device a data-parallel rank trains on: with several ranks, "cuda" and
+// "auto" (when there is a GPU) mean the GPU numbered by the rank's place on
+// its machine (local rank modulo the GPUs it sees); an explicit cuda:N and
+// cpu are taken as they are.
+std::string device_of_rank(const std::string& device) {
+  if (!dist::active()) return device;
+  if (device == "cuda" || (device == "auto" && cuda::available()))
+    return "cuda:" + std::to_string(dist::local_rank() % std::max(1, cuda::device_count()));
+  return device;
+}
+
 // Fashion-MNIST has 60000 images; anything above int range means "all".
 int limit_arg(int64_t limit) {
   return limit > INT32_MAX ? 0 : static_cast<int>(limit);
@@ -93,15 +106,24 @@ std::string default_run_dir(const std::string& model) {
   return dir;
 }
 
-Evaluation evaluate(Module& model, data::Loader& loader) {
+namespace {
+
+// Correct predictions, summed loss and examples over the batches i of
+// `loader` with i % parts == part: eval mode, no gradients, per-batch counts
+// and losses kept on the device and read once. The model's mode is restored.
+struct EvalSums {
+  double hits = 0, loss = 0, total = 0;
+};
+
+EvalSums evaluate_sums(Module& model, data::Loader& loader, int part, int parts) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;
   const int n = loader.num_batches();
   Tensor correct, losses;
   std::vector<int> sizes;
-  int64_t total = 0;
-  for (int i = 0; i < n; ++i) {
+  int done = 0;
+  for (int i = part; i < n; i += parts, ++done) {
     if (stop_requested()) break;
     data::Batch b = loader.batch(i);
     Tensor logits = model(b.x);
@@ -109,25 +131,50 @@ Evaluation evaluate(Module& model, data::Loader& loader) {
       correct = Tensor::zeros({n}, logits.device(), DType::I32);
       losses = Tensor::zeros({n}, logits.device());
     }
-    slot(correct, i).copy_(count_correct(logits, b.y));
-    slot(losses, i).copy_(cross_entropy(logits, b.y));
+    slot(correct, done).copy_(count_correct(logits, b.y));
+    slot(losses, done).copy_(cross_entropy(logits, b.y));
     sizes.push_back(b.size);
-    total += b.size;
   }
   model.train(was_training);
   if (stop_requested()) throw Interrupted("interrupted during the test pass");
-  int64_t hits = 0;
-  for (int32_t c : read_prefix<int32_t>(correct, n)) hits += c;
-  double loss_sum = 0.0;
-  const auto loss_v = read_prefix<float>(losses, n);
-  for (std::size_t i = 0; i < loss_v.size(); ++i) loss_sum += double(loss_v[i]) * sizes[i];
+  EvalSums s;
+  for (int32_t c : read_prefix<int32_t>(correct, done)) s.hits += c;
+  const auto loss_v = read_prefix<float>(losses, done);
+  for (std::size_t i = 0; i < loss_v.size(); ++i) {
+    s.loss += double(loss_v[i]) * sizes[i];
+    s.total += sizes[i];
+  }
+  return s;
+}
+
+Evaluation evaluation_of(const EvalSums& s) {
   Evaluation e;
-  if (total > 0) {
-    e.accuracy = static_cast<double>(hits) / static_cast<double>(total);
-    e.loss = loss_sum / static_cast<double>(total);
+  if (s.total > 0) {
+    e.accuracy = s.hits / s.total;
+    e.loss = s.loss / s.total;
   }
   return e;
 }
+
+}  // namespace
+
+Evaluation evaluate(Module& model, data::Loader& loader) {
+  return evaluation_of(evaluate_sums(model, loader, 0, 1));
+}
+
+namespace {
+
+// The test pass with several ranks: rank r takes batches r, r + ranks, ...;
+// the counts and loss sums are added over the ranks (the accuracy is exactly
+// the single process's; the loss up to the order of the sum).
+Evaluation evaluate_on_ranks(Module& model, data::Loader& loader) {
+  const EvalSums s = evaluate_sums(model, loader, dist::rank(), dist::size());
+  std::vector<double> v = {s.hits, s.loss, s.total};
+  dist::allreduce_sum(v);
+  return evaluation_of({v[0], v[1], v[2]});
+}
+
+}  // namespace
 
 Predictions predict_all(Module& model, data::Loader& loader) {
   const bool was_training = model.is_training();
@@ -167,7 +214,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& log, bool terminal)
     throw ValueError("train: --max-loss must be >= 0 (0 turns the check off)");
   models::check_input_size(c.model, c.image_size);
   check_lr_schedule(c.schedule, c.epochs);
-  device_ = parse_device(c.device);
+  device_ = parse_device(device_of_rank(c.device));
+  gen_.set_rank(dist::rank());
   if (config_.data_dir.empty()) config_.data_dir = data::default_data_dir();
   // A run directory belongs to one run: a resumed run continues where it is.
   if (!c.resume.empty()) {
@@ -201,23 +249,34 @@ Trainer::Trainer(TrainConfig config, std::ostream& log, bool terminal)
   sc.weight_decay = c.weight_decay;
   opt_ = std::make_unique<SGD>(pack_parameters(*model_), sc);
 
-  if (config_.out_dir.empty()) config_.out_dir = default_run_dir(c.model);
+  // With several ranks, rank 0 owns the run directory: it names it (the
+  // default name has the time in it), locks it and writes every file; the
+  // others read the resumed state from it (so it must be on a file system
+  // every machine sees) and write nothing.
+  if (config_.out_dir.empty() && dist::is_root()) config_.out_dir = default_run_dir(c.model);
+  config_.out_dir = dist::broadcast(config_.out_dir);
   out_dir_ = config_.out_dir;
-  std::error_code ec;
-  fs::create_directories(out_dir_, ec);
-  if (ec) throw IoError("train: cannot create the run directory " + out_dir_ + ": " + ec.message());
-  // Everything from here on reads or writes the run directory: lock it first.
-  lock_ = std::make_unique<RunLock>(out_dir_);
-  if (!c.resume.empty()) {
-    resume_from(out_dir_);
-    repair_exports();
-  } else {
-    for (const char* f : {kStateFileName, kModelFileName})
-      if (fs::exists(fs::path(out_dir_) / f))
-        throw ValueError("train: " + out_dir_ + " already holds a run (" + f +
-                         "); continue it with --resume " + out_dir_ + " or choose another --out");
+  if (dist::is_root()) {
+    std::error_code ec;
+    fs::create_directories(out_dir_, ec);
+    if (ec)
+      throw IoError("train: cannot create the run directory " + out_dir_ + ": " + ec.message());
+    // Everything from here on reads or writes the run directory: lock it first.
+    lock_ = std::make_unique<RunLock>(out_dir_);
+    if (c.resume.empty()) {
+      for (const char* f : {kStateFileName, kModelFileName})
+        if (fs::exists(fs::path(out_dir_) / f))
+          throw ValueError("train: " + out_dir_ + " already holds a run (" + f +
+                           "); continue it with --resume " + out_dir_ + " or choose another --out");
+    }
   }
-  write_config();
+  dist::barrier();  // the directory is checked and locked before any rank reads it
+  if (!c.resume.empty()) resume_from(out_dir_);
+  dist::barrier();  // every rank has read the state before rank 0 rewrites files
+  if (dist::is_root()) {
+    if (!c.resume.empty()) repair_exports();
+    write_config();
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -254,36 +313,53 @@ MetricsRow Trainer::train_epoch(int epoch) {
   loader.start_epoch(gen_);
   model_->train();
   const int n = loader.num_batches();
+  // This rank's part of every batch (all of it in a single process).
+  const int rank = dist::rank(), ranks = dist::size();
   Tensor losses = Tensor::zeros({n}, device_);
   Tensor correct = Tensor::zeros({n}, device_, DType::I32);
   std::vector<int> sizes(static_cast<std::size_t>(n), 0);
-  int64_t seen = 0;
+  int64_t seen = 0, seen_all = 0;  // this rank's examples, every rank's
   float lr = config_.lr;
   for (int i = 0; i < n; ++i) {
-    data::Batch b = loader.batch(i);
+    data::Batch b = loader.batch(i, rank, ranks);
+    const int whole = loader.batch_examples(i);
     lr =
         static_cast<float>(scheduled_lr(config_.schedule, config_.lr, epoch, i, n, config_.epochs));
     opt_->set_lr(lr);
     opt_->zero_grad();
-    Tensor logits = (*model_)(b.x);
-    Tensor loss = cross_entropy(logits, b.y);
-    loss.backward();
+    if (b.size > 0) {
+      Tensor logits = (*model_)(b.x);
+      Tensor loss = cross_entropy(logits, b.y);
+      if (ranks == 1) {
+        loss.backward();
+      } else {
+        // The gradient of the whole batch's mean loss: this part's mean loss
+        // weighted by its share of the batch, summed over the ranks below.
+        loss.backward(Tensor::full(loss.shape(), static_cast<float>(b.size) / whole, device_));
+      }
+      slot(losses, i).copy_(loss);
+      slot(correct, i).copy_(count_correct(logits, b.y));
+      // On the CPU the loss is host memory already: check every step.
+      if (device_.is_cpu()) check_losses({loss.item()}, epoch, i);
+    }
+    if (ranks > 1) {
+      Tensor grads = opt_->slab().grads;
+      dist::allreduce_sum(grads);
+    }
     opt_->step();
-    slot(losses, i).copy_(loss);
-    slot(correct, i).copy_(count_correct(logits, b.y));
+    if (config_.check_ranks) check_ranks_agree(epoch, i + 1);
     sizes[i] = b.size;
     seen += b.size;
-    // On the CPU the loss is host memory already: check every step.
-    if (device_.is_cpu()) check_losses({loss.item()}, epoch, i);
+    seen_all += whole;
     if (bar.due()) {
       const auto so_far = read_prefix<float>(losses, i + 1);
       check_losses(so_far, epoch, 0);
       double sum = 0;
       for (int k = 0; k <= i; ++k) sum += static_cast<double>(so_far[k]) * sizes[k];
       const double el = seconds_since(t0);
-      const double rate = seen / std::max(el, 1e-9);
-      bar.update({epoch, config_.epochs, i + 1, n, sum / seen, rate,
-                  rate > 0 ? (loader.count() - seen) / rate : 0.0});
+      const double rate = seen_all / std::max(el, 1e-9);
+      bar.update({epoch, config_.epochs, i + 1, n, seen > 0 ? sum / seen : 0.0, rate,
+                  rate > 0 ? (loader.count() - seen_all) / rate : 0.0});
     }
     if (stop_requested()) {
       bar.clear();
@@ -296,24 +372,67 @@ MetricsRow Trainer::train_epoch(int epoch) {
   const double train_s = seconds_since(t0);
   bar.clear();
   check_losses(loss_v, epoch, 0);
+  // Every rank's sums (exact: counts, and losses summed in double).
+  std::vector<double> sums = {0.0, 0.0, static_cast<double>(seen)};
+  for (int k = 0; k < n; ++k) {
+    sums[0] += static_cast<double>(loss_v[k]) * sizes[k];
+    sums[1] += correct_v[k];
+  }
+  dist::allreduce_sum(sums);
   MetricsRow row;
   row.epoch = epoch;
-  double loss_sum = 0;
-  int64_t hits = 0;
-  for (int k = 0; k < n; ++k) {
-    loss_sum += static_cast<double>(loss_v[k]) * sizes[k];
-    hits += correct_v[k];
-  }
-  row.train_loss = seen > 0 ? loss_sum / seen : 0.0;
-  row.train_acc = seen > 0 ? static_cast<double>(hits) / seen : 0.0;
-  row.img_per_s = seen / std::max(train_s, 1e-9);
+  const double total = sums[2];
+  row.train_loss = total > 0 ? sums[0] / total : 0.0;
+  row.train_acc = total > 0 ? sums[1] / total : 0.0;
+  row.img_per_s = total / std::max(train_s, 1e-9);
   row.train_seconds = train_s;
   row.lr = lr;
-  const Evaluation test = evaluate(*model_, *test_loader_);
+  average_buffers();
+  if (config_.check_ranks) check_ranks_agree(epoch, 0);
+  const Evaluation test = evaluate_on_ranks(*model_, *test_loader_);
   row.test_acc = test.accuracy;
   row.test_loss = test.loss;
   row.seconds = seconds_since(t0);
   return row;
+}
+
+// --check-ranks: FNV-1a over the bytes of the weights and the float buffers,
+// compared with rank 0's. batch 0 means the end of the epoch.
+void Trainer::check_ranks_agree(int epoch, int batch) const {
+  if (!dist::active()) return;
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](const Tensor& t) {
+    const std::vector<float> v = t.to_vector<float>();
+    const auto* bytes = reinterpret_cast<const unsigned char*>(v.data());
+    for (std::size_t k = 0; k < v.size() * sizeof(float); ++k) h = (h ^ bytes[k]) * 1099511628211ull;
+  };
+  mix(opt_->slab().params);
+  for (const auto& nb : model_->named_buffers())
+    if (nb.tensor.dtype() == DType::F32) mix(nb.tensor);
+  const std::string mine = std::to_string(h), root = dist::broadcast(mine);
+  if (mine != root)
+    throw Error("--check-ranks: the weights of rank " + std::to_string(dist::rank()) +
+                " differ from rank 0's " +
+                (batch > 0 ? "after epoch " + std::to_string(epoch) + ", batch " +
+                                 std::to_string(batch)
+                           : "after the buffer average of epoch " + std::to_string(epoch)) +
+                " (hash " + mine + " vs " + root + ")");
+}
+
+// Batch norm keeps per-rank running statistics during the epoch (as PyTorch's
+// DistributedDataParallel does); before the test pass and the checkpoint they
+// are averaged over the ranks, so every rank evaluates and saves the same
+// model. Integer buffers (batch counts) are equal on every rank already.
+void Trainer::average_buffers() {
+  if (!dist::active()) return;
+  for (auto& nb : model_->named_buffers()) {
+    if (nb.tensor.dtype() != DType::F32) continue;
+    Tensor t = nb.tensor;
+    dist::allreduce_sum(t);
+    std::vector<float> v = t.to_vector<float>();
+    for (float& x : v) x /= static_cast<float>(dist::size());
+    t.copy_(Tensor::from_vector(v, t.shape()));
+  }
 }
 
 std::vector<MetricsRow> Trainer::run() {
@@ -342,6 +461,16 @@ std::vector<MetricsRow> Trainer::run() {
          << (kernels::cpu_threads() == 1 ? "" : "s") << " (OpenMP wait policy "
          << kernels::cpu_wait_policy() << ")";
   log_ << "; writing to " << out_dir_ << "\n";
+  if (dist::active()) {
+    const int b = config_.batch_size, r = dist::size();
+    log_ << "data parallel: " << r << " ranks (" << dist::local_size()
+         << " on this machine), each with " << b / r << (b % r ? "-" + std::to_string(b / r + 1) : "")
+         << " of every batch of " << b << "; gradients averaged by " << dist::backend(device_);
+    bool has_bn = false;
+    for (const auto& nb : model_->named_buffers()) has_bn |= nb.tensor.dtype() == DType::F32;
+    if (has_bn) log_ << "; batch norm statistics per rank, averaged at the end of each epoch";
+    log_ << "\n";
+  }
   for (int epoch = epochs_done_ + 1; epoch <= config_.epochs; ++epoch) {
     MetricsRow row;
     try {
@@ -355,7 +484,7 @@ std::vector<MetricsRow> Trainer::run() {
     }
     history_.push_back(row);
     epochs_done_ = epoch;
-    write_checkpoint(epoch);
+    if (dist::is_root()) write_checkpoint(epoch);
     log_ << epoch_line(row, config_.epochs) << "\n";
     log_.flush();
   }

@@ -88,6 +88,11 @@ struct TrainConfig {
   // size, image size, width divisor, train/test limits) only with this; every
   // change is recorded in config.json's "changes".
   bool allow_changes = false;
+  // With several ranks: after every step (and the end-of-epoch buffer
+  // average), check that every rank holds bitwise the same weights and
+  // buffers; a difference stops training naming the step. Costs a copy and
+  // a hash of the weights per step.
+  bool check_ranks = false;
 };
 
 // Ctrl-C during run(): the current step finishes, nothing half-written is
@@ -128,6 +133,8 @@ class Trainer {
 
  private:
   MetricsRow train_epoch(int epoch);
+  void average_buffers();
+  void check_ranks_agree(int epoch, int batch) const;
   void check_losses(const std::vector<float>& losses, int epoch, int first_batch) const;
   void write_checkpoint(int epoch);
   void write_weights(const std::string& file, int epoch) const;

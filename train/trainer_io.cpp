@@ -12,6 +12,7 @@
 #include "core/text.h"
 #include "train/atomic_file.h"
 #include "train/data.h"
+#include "train/distributed.h"
 #include "train/plot.h"
 #include "train/run_dir.h"
 #include "train/safetensors.h"
@@ -253,6 +254,7 @@ std::string Trainer::config_json() const {
       {"train_examples", train_loader_->count()},
       {"test_examples", test_loader_->count()},
       {"max_loss", c.max_loss},
+      {"ranks", dist::size()},
       {"out_dir", out_dir_},
       {"resume", c.resume},
       {"changes", json::parse(changes_)},
