@@ -4,6 +4,9 @@
 // records an autograd node when an input needs a gradient. PyTorch semantics
 // throughout; see the kernel headers in kernels/ for the exact formulas.
 #pragma once
+#include <functional>
+#include <vector>
+
 #include "core/autograd.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -28,6 +31,16 @@ Tensor add(const Tensor& a, const Tensor& b);  // same shape
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                   const Tensor& running_mean, const Tensor& running_var, bool training,
                   float momentum = 0.1f, float eps = 1e-5f);
+// Sums doubles element-wise over the data-parallel ranks, in place, the same
+// on every rank (train/distributed.h gives one; in one process: nothing to do).
+using SumOverRanks = std::function<void(std::vector<double>&)>;
+// batch_norm in training mode with the statistics of the whole batch over
+// every rank (--sync-bn), the running statistics updated alike on every rank;
+// dgamma/dbeta get this rank's share. Math and costs: core/ops_sync_bn.cpp.
+Tensor batch_norm_synced(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                         const Tensor& running_mean, const Tensor& running_var,
+                         const SumOverRanks& sum_over_ranks, float momentum = 0.1f,
+                         float eps = 1e-5f);
 // Inverted dropout; identity when !training or p == 0. Draws one stream of gen.
 Tensor dropout(const Tensor& x, float p, bool training, Generator& gen);
 // logits (N, C) F32, labels (N) I32 -> scalar mean loss

@@ -119,12 +119,22 @@ class BatchNorm : public Module {
   const Tensor& running_var() const { return running_var_; }
   int64_t num_batches_tracked() const;
 
+  // Training forwards take their statistics over every data-parallel rank
+  // through `sum` (batch_norm_synced); an empty function: this rank's batch
+  // only (the default).
+  void set_sync(SumOverRanks sum) { sync_ = std::move(sum); }
+
  private:
+  SumOverRanks sync_;
   int features_;
   bool spatial_;
   float eps_, momentum_;
   Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
 };
+
+// Makes every BatchNorm in `model` synchronised through `sum` (see
+// BatchNorm::set_sync); returns how many there are.
+int sync_batch_norm(Module& model, const SumOverRanks& sum);
 
 class BatchNorm2d : public BatchNorm {
  public:

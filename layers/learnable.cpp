@@ -128,11 +128,24 @@ Tensor BatchNorm::forward(const Tensor& x) {
   if (x.ndim() != (spatial_ ? 4 : 2))
     throw ShapeError(describe() + ": expected input " + (spatial_ ? "(N, C, H, W)" : "(N, C)") +
                      ", got " + x.str());
-  Tensor y =
-      batch_norm(x, weight_, bias_, running_mean_, running_var_, is_training(), momentum_, eps_);
+  Tensor y = is_training() && sync_
+                 ? batch_norm_synced(x, weight_, bias_, running_mean_, running_var_, sync_,
+                                     momentum_, eps_)
+                 : batch_norm(x, weight_, bias_, running_mean_, running_var_, is_training(),
+                              momentum_, eps_);
   // Counted after the op succeeded, as PyTorch counts (training forwards only).
   if (is_training()) num_batches_tracked_.host<int64_t>()[0] += 1;
   return y;
+}
+
+int sync_batch_norm(Module& model, const SumOverRanks& sum) {
+  int n = 0;
+  if (auto* bn = dynamic_cast<BatchNorm*>(&model)) {
+    bn->set_sync(sum);
+    ++n;
+  }
+  for (const auto& child : model.children()) n += sync_batch_norm(*child.second, sum);
+  return n;
 }
 
 int64_t BatchNorm::num_batches_tracked() const {

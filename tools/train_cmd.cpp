@@ -141,6 +141,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--check-ranks", c.check_ranks,
                 "Under mpirun: after every step, check that all ranks hold bitwise the same "
                 "weights (slower; for debugging a cluster)");
+  cmd->add_flag("--sync-bn", c.sync_bn,
+                "Under mpirun: batch norm statistics over the whole batch of every rank (as "
+                "one process computes them) instead of per rank; costs a small all-reduce per "
+                "batch-norm layer, forward and backward");
   cmd->add_flag("--allow-changes", c.allow_changes,
                 "With --resume: allow new --batch-size, --resize, --width-divisor, "
                 "--train-limit or --test-limit (recorded in config.json)");

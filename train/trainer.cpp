@@ -12,6 +12,7 @@
 #include "core/ops.h"
 #include "kernels/cpu/threads.h"
 #include "core/cuda.h"
+#include "layers/layers.h"
 #include "models/models.h"
 #include "train/data.h"
 #include "train/distributed.h"
@@ -243,6 +244,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& log, bool terminal)
   model_ = models::make(c.model, gen_, c.width_divisor);
   model_->to(device_);
   model_->train();
+  if (c.sync_bn && dist::active())
+    sync_batch_norm(*model_, [](std::vector<double>& v) { dist::allreduce_sum(v); });
   SgdConfig sc;
   sc.lr = c.lr;
   sc.momentum = c.momentum;
@@ -396,8 +399,9 @@ MetricsRow Trainer::train_epoch(int epoch) {
   return row;
 }
 
-// --check-ranks: FNV-1a over the bytes of the weights and the float buffers,
-// compared with rank 0's. batch 0 means the end of the epoch.
+// --check-ranks: FNV-1a over the bytes of the weights (and the float
+// buffers, where they must agree), compared with rank 0's. batch 0 means the
+// end of the epoch.
 void Trainer::check_ranks_agree(int epoch, int batch) const {
   if (!dist::active()) return;
   uint64_t h = 14695981039346656037ull;
@@ -407,8 +411,11 @@ void Trainer::check_ranks_agree(int epoch, int batch) const {
     for (std::size_t k = 0; k < v.size() * sizeof(float); ++k) h = (h ^ bytes[k]) * 1099511628211ull;
   };
   mix(opt_->slab().params);
-  for (const auto& nb : model_->named_buffers())
-    if (nb.tensor.dtype() == DType::F32) mix(nb.tensor);
+  // Per-rank batch-norm statistics differ during the epoch by design; they
+  // agree after the epoch's average, and always with --sync-bn.
+  if (batch == 0 || config_.sync_bn)
+    for (const auto& nb : model_->named_buffers())
+      if (nb.tensor.dtype() == DType::F32) mix(nb.tensor);
   const std::string mine = std::to_string(h), root = dist::broadcast(mine);
   if (mine != root)
     throw Error("--check-ranks: the weights of rank " + std::to_string(dist::rank()) +
@@ -468,7 +475,10 @@ std::vector<MetricsRow> Trainer::run() {
          << " of every batch of " << b << "; gradients averaged by " << dist::backend(device_);
     bool has_bn = false;
     for (const auto& nb : model_->named_buffers()) has_bn |= nb.tensor.dtype() == DType::F32;
-    if (has_bn) log_ << "; batch norm statistics per rank, averaged at the end of each epoch";
+    if (has_bn)
+      log_ << (config_.sync_bn ? "; batch norm statistics over every rank (--sync-bn)"
+                               : "; batch norm statistics per rank, averaged at the end of each "
+                                 "epoch (--sync-bn: over every rank)");
     log_ << "\n";
   }
   for (int epoch = epochs_done_ + 1; epoch <= config_.epochs; ++epoch) {

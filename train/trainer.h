@@ -88,11 +88,14 @@ struct TrainConfig {
   // size, image size, width divisor, train/test limits) only with this; every
   // change is recorded in config.json's "changes".
   bool allow_changes = false;
-  // With several ranks: after every step (and the end-of-epoch buffer
-  // average), check that every rank holds bitwise the same weights and
-  // buffers; a difference stops training naming the step. Costs a copy and
-  // a hash of the weights per step.
+  // With several ranks: after every step, check that every rank holds
+  // bitwise the same weights (and batch-norm buffers with sync_bn, and after
+  // the end-of-epoch average); a difference stops training naming the step.
+  // Costs a copy and a hash of the weights per step.
   bool check_ranks = false;
+  // With several ranks: batch norm takes its training statistics over the
+  // whole batch of every rank (as one process would), not per rank.
+  bool sync_bn = false;
 };
 
 // Ctrl-C during run(): the current step finishes, nothing half-written is
