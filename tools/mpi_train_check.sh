@@ -14,6 +14,8 @@
 #     element; a wrong split or a missing average moves them by ~1e-2;
 #   - a 2-rank run stopped after epoch 1 and resumed by 2 ranks ends with
 #     bitwise the weights of the uninterrupted 2-rank run;
+#   - one rank under mpirun (the data-parallel path, all-reducing over one
+#     rank) ends with bitwise one process's weights;
 #   - a failure on the ranks (here: the divergence bound) ends the job with
 #     the rank's message and a non-zero exit, without hanging.
 #   - batch norm (ResNet-18 at 32x32, 2 steps): with --sync-bn the ranks
@@ -34,7 +36,7 @@ command -v mpirun >/dev/null ||
   { echo "mpirun not found: install openmpi-bin (tools/setup.sh does)"; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-mpirun=(mpirun --oversubscribe -np 2)
+mpirun=(mpirun --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpirun+=(--allow-run-as-root)
 args=(train --model lenet --device cpu --train-limit 500 --test-limit 300 --batch-size 63
       --lr 0.3 --momentum 0.5 --seed 7)
@@ -48,15 +50,18 @@ run() {  # name, then the command; its output goes to $out/name.log
   fi
 }
 run single "$bin" "${args[@]}" --epochs 2 --threads 1 --out "$out/single"
-run ranks "${mpirun[@]}" "$bin" "${args[@]}" --epochs 2 --check-ranks --out "$out/ranks"
-run ranks_e1 "${mpirun[@]}" "$bin" "${args[@]}" --epochs 1 --out "$out/resumed"
-run ranks_e2 "${mpirun[@]}" "$bin" train --resume "$out/resumed" --epochs 2 --check-ranks
+run ranks "${mpirun[@]}" -np 2 "$bin" "${args[@]}" --epochs 2 --check-ranks --out "$out/ranks"
+run one_rank "${mpirun[@]}" -np 1 "$bin" "${args[@]}" --epochs 2 --threads 1 --out "$out/one_rank"
+run ranks_e1 "${mpirun[@]}" -np 2 "$bin" "${args[@]}" --epochs 1 --out "$out/resumed"
+run ranks_e2 "${mpirun[@]}" -np 2 "$bin" train --resume "$out/resumed" --epochs 2 --check-ranks
 grep -q "data parallel: 2 ranks" "$out/ranks.log" ||
   { echo "the 2-rank run did not report 2 ranks:"; cat "$out/ranks.log"; exit 1; }
+grep -q "data parallel: 1 rank " "$out/one_rank.log" ||
+  { echo "the 1-rank run did not take the data-parallel path:"; cat "$out/one_rank.log"; exit 1; }
 
 # A failure: the divergence bound trips on every rank at the first step.
 set +e
-timeout 120 "${mpirun[@]}" "$bin" "${args[@]}" --epochs 1 --max-loss 0.01 --out "$out/fail" \
+timeout 120 "${mpirun[@]}" -np 2 "$bin" "${args[@]}" --epochs 1 --max-loss 0.01 --out "$out/fail" \
   >"$out/fail.log" 2>&1
 rc=$?
 set -e
@@ -71,8 +76,8 @@ echo "failing run: exit $rc, $(grep -m1 -o 'error (rank [01] of 2): training div
 bn=(train --model resnet18 --device cpu --resize 32 --train-limit 48 --test-limit 32
     --batch-size 24 --epochs 1 --lr 0.01 --seed 3)
 run bn_single "$bin" "${bn[@]}" --threads 1 --out "$out/bn_single"
-run bn_sync "${mpirun[@]}" "$bin" "${bn[@]}" --sync-bn --check-ranks --out "$out/bn_sync"
-run bn_ranks "${mpirun[@]}" "$bin" "${bn[@]}" --check-ranks --out "$out/bn_ranks"
+run bn_sync "${mpirun[@]}" -np 2 "$bin" "${bn[@]}" --sync-bn --check-ranks --out "$out/bn_sync"
+run bn_ranks "${mpirun[@]}" -np 2 "$bin" "${bn[@]}" --check-ranks --out "$out/bn_ranks"
 
 python3 - "$out" <<'EOF'
 import csv, json, struct, sys
@@ -126,6 +131,9 @@ diff = max(abs(x - y) for k in ws for x, y in zip(ws[k], wr[k]))
 ok = diff <= 1e-4
 bad |= not ok
 print(f"final weights: max |1 process - 2 ranks| = {diff:.3g} {'ok' if ok else 'MISMATCH'}")
+one = weights("one_rank") == ws
+bad |= not one
+print(f"1 rank under mpirun: weights {'bitwise equal' if one else 'DIFFER'} to one process's")
 same = wres == wr
 bad |= not same
 print(f"resumed 2-rank run: weights {'bitwise equal' if same else 'DIFFER'} to the uninterrupted one's")

@@ -49,7 +49,7 @@ std::string defaults_table() {
 // a machine its share of the cores unless --threads says otherwise.
 void start_ranks(const CLI::App& cmd) {
   const int launched = dist::launched_size();
-  if (launched > 1 && !dist::compiled())
+  if (launched > 1 && !dist::compiled())  // one rank without MPI: a plain process
     throw UsageError("this process is one of " + std::to_string(launched) +
                      " started by mpirun/srun, but this scratchnet was built without MPI: "
                      "install libopenmpi-dev and rebuild (tools/build.sh; SCRATCHNET_MPI=ON makes "

@@ -156,13 +156,14 @@ int launched_size() {
       const int n = env_int(name);
       if (n >= 1) return n;
     }
+    return 1;  // a PMIx launcher that does not say how many: MPI will
   }
-  return 1;
+  return 0;
 }
 
 void init() {
   World& w = world();
-  if (w.started || launched_size() <= 1) return;
+  if (w.started || launched_size() < 1) return;
 #ifdef SCRATCHNET_WITH_MPI
   int already = 0;
   MPI_Initialized(&already);
@@ -201,6 +202,10 @@ void finalize() {
   w.rank = 0;
   w.size = w.local_size = 1;
   w.local_rank = 0;
+}
+
+bool active() {
+  return world().started;
 }
 
 int rank() {

@@ -4,12 +4,13 @@
 // all-reduce goes through NCCL when it was found at build time (else through
 // MPI, staged in host memory).
 //
-// A process is one of several ranks when a launcher started it that way:
-// `mpirun -np N` (Open MPI, MPICH) or `srun` (Slurm with PMI/PMIx) set
-// variables that init() reads before it starts MPI. Anything else — no
-// launcher, `mpirun -np 1`, or a build without MPI — is a single process,
-// exactly as without this file: rank 0 of 1, and every collective returns
-// its input.
+// A process is a rank when a launcher started it: `mpirun -np N` (Open MPI,
+// MPICH) or `srun` (Slurm with PMI/PMIx) set variables that init() reads
+// before it starts MPI. `mpirun -np 1` is a job of one rank: it takes the
+// data-parallel path (all-reduces over one rank), which is how one GPU
+// checks the NCCL path. Anything else — no launcher, or a build without MPI —
+// is a plain single process, exactly as without this file: rank 0 of 1,
+// not active(), and every collective returns its input.
 //
 // Failure: an error on one rank must not leave the others waiting in a
 // collective forever. The command line's error path calls abort(), which
@@ -29,11 +30,11 @@ namespace scratchnet::dist {
 bool compiled();
 bool nccl_compiled();
 
-// The number of ranks a launcher says this job has (1 when none), read from
-// the environment without starting MPI; for "built without MPI" errors.
+// The number of ranks a launcher says this job has (0 when no launcher
+// started this process), read from the environment without starting MPI.
 int launched_size();
 
-// Starts MPI when launched_size() > 1 and MPI was compiled in; idempotent.
+// Starts MPI when launched_size() >= 1 and MPI was compiled in; idempotent.
 // Throws DeviceError when MPI fails to start.
 void init();
 // Ends MPI (at normal exit; registered by init()).
@@ -44,7 +45,8 @@ int size();        // number of ranks, 1 in a single process
 int local_rank();  // rank among the ranks on this machine (the GPU to use)
 int local_size();  // ranks on this machine
 inline bool is_root() { return rank() == 0; }
-inline bool active() { return size() > 1; }
+// MPI was started: the trainer takes the data-parallel path (even with 1 rank).
+bool active();
 
 // Sums `t` (a contiguous F32 tensor, on the CPU or a GPU) element-wise over
 // the ranks, in place. Every rank gets the same bits.

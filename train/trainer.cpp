@@ -333,7 +333,7 @@ MetricsRow Trainer::train_epoch(int epoch) {
     if (b.size > 0) {
       Tensor logits = (*model_)(b.x);
       Tensor loss = cross_entropy(logits, b.y);
-      if (ranks == 1) {
+      if (!dist::active()) {
         loss.backward();
       } else {
         // The gradient of the whole batch's mean loss: this part's mean loss
@@ -345,7 +345,7 @@ MetricsRow Trainer::train_epoch(int epoch) {
       // On the CPU the loss is host memory already: check every step.
       if (device_.is_cpu()) check_losses({loss.item()}, epoch, i);
     }
-    if (ranks > 1) {
+    if (dist::active()) {
       Tensor grads = opt_->slab().grads;
       dist::allreduce_sum(grads);
     }
@@ -470,7 +470,7 @@ std::vector<MetricsRow> Trainer::run() {
   log_ << "; writing to " << out_dir_ << "\n";
   if (dist::active()) {
     const int b = config_.batch_size, r = dist::size();
-    log_ << "data parallel: " << r << " ranks (" << dist::local_size()
+    log_ << "data parallel: " << r << (r == 1 ? " rank (" : " ranks (") << dist::local_size()
          << " on this machine), each with " << b / r << (b % r ? "-" + std::to_string(b / r + 1) : "")
          << " of every batch of " << b << "; gradients averaged by " << dist::backend(device_);
     bool has_bn = false;
