@@ -230,9 +230,12 @@ std::string version_text() {
 #ifndef SCRATCHNET_GIT_COMMIT
 #define SCRATCHNET_GIT_COMMIT "unknown"
 #endif
+  const std::string mpi = !dist::compiled()      ? "no MPI"
+                          : dist::nccl_compiled() ? "MPI with NCCL"
+                                                  : "MPI (no NCCL)";
   return std::string("scratchnet ") + SCRATCHNET_VERSION + " (commit " + SCRATCHNET_GIT_COMMIT +
-         " at configure time; " + cuda + "; " + std::to_string(kernels::cpu_threads()) +
-         " CPU threads)";
+         " at configure time; " + cuda + "; " + mpi + "; " +
+         std::to_string(kernels::cpu_threads()) + " CPU threads)";
 }
 
 namespace {
@@ -300,7 +303,7 @@ int run_cli(int argc, char** argv) {
   add_bench_command(app);
   app.set_version_flag("--version", version_text(),
                        "Print the version, the git commit and whether "
-                       "CUDA was compiled in");
+                       "CUDA and MPI were compiled in");
   app.footer(
       "Commands: train, eval, predict, summary, bench; 'scratchnet help COMMAND' or "
       "'scratchnet COMMAND --help' for their options.");

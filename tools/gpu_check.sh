@@ -96,6 +96,25 @@ if [[ $BUILT -eq 1 ]]; then
   fi
 fi
 
+# --- 5b. data parallel through NCCL: one rank per GPU (1 rank: the NCCL path
+# over one GPU). Needs a build with MPI and NCCL, and mpirun on this machine.
+if [[ $BUILT -eq 1 ]]; then
+  if ! command -v mpirun > /dev/null; then
+    note "data parallel (NCCL): SKIPPED: no mpirun on this machine"
+  elif ! "$BUILD/scratchnet" --version | grep -q "MPI with NCCL"; then
+    note "data parallel (NCCL): SKIPPED: built without MPI+NCCL ($("$BUILD/scratchnet" --version))"
+  else
+    NGPU=$(nvidia-smi -L | grep -c '^GPU ')
+    timeout "$(left 60)" mpirun --oversubscribe -np "$NGPU" $([ "$(id -u)" -eq 0 ] && echo --allow-run-as-root) \
+      "$BUILD/scratchnet" train --model lenet --device cuda --epochs 1 --train-limit 4096 \
+      --test-limit 1024 --check-ranks --data .device-deps/data/fashion-mnist --out "$LOGS/dp-run" \
+      > "$LOGS/data-parallel.log" 2>&1
+    rc=$?
+    note "data parallel (NCCL, $NGPU rank(s)): exit $rc, $(grep -m1 '^done' "$LOGS/data-parallel.log")"
+    [[ $rc -ne 0 ]] && FAILED=1
+  fi
+fi
+
 # --- 6. OPTIONAL: benchmarks ------------------------------------------------------------
 # Runs when the build succeeded (even after a test failure: the timings are
 # still worth having) and time is left; its result is reported but never
