@@ -47,14 +47,15 @@ void instrument(const Tensor& root, Device d, std::map<std::string, LayerTime>& 
     std::shared_ptr<Node> node = stack.back();
     stack.pop_back();
     if (!seen.insert(node.get()).second) continue;
-    for (const Tensor& in : node->inputs)
-      if (in.defined() && in.grad_fn()) stack.push_back(in.grad_fn());
+    for (const Edge& e : node->edges)
+      if (e.fn) stack.push_back(e.fn);
     auto inner = node->backward;
     const std::string name = node->name;
-    node->backward = [inner, name, d, &out](const Tensor& g, const std::vector<Tensor>& gi) {
+    node->backward = [inner, name, d, &out](const Tensor& g, const std::vector<Tensor>& gi,
+                                            const std::vector<Tensor>& saved) {
       if (d.is_cuda()) cuda::synchronize();
       const auto t0 = Clock::now();
-      inner(g, gi);
+      inner(g, gi, saved);
       if (d.is_cuda()) cuda::synchronize();
       const std::string key = name + " " + shape_str(g.shape());
       LayerTime& l = out[key];
