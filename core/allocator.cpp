@@ -102,6 +102,7 @@ void* CachingAllocator::allocate(std::size_t bytes) {
   SN_POISON(static_cast<char*>(ptr) + bytes, got - bytes);
   live_.emplace(ptr, got);
   stats_.in_use += got;
+  stats_.live_blocks += 1;
   if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
   return ptr;
 }
@@ -112,6 +113,7 @@ void CachingAllocator::deallocate(void* ptr) {
   auto it = live_.find(ptr);
   if (it == live_.end()) return;  // not ours: a bug elsewhere, but never a double free
   stats_.in_use -= it->second;
+  stats_.live_blocks -= 1;
   SN_POISON(ptr, it->second);
   free_.emplace(it->second, ptr);
   live_.erase(it);

@@ -17,6 +17,7 @@ namespace scratchnet {
 
 struct AllocatorStats {
   std::size_t in_use = 0;         // bytes held by live blocks (rounded sizes)
+  std::size_t live_blocks = 0;    // blocks handed out and not yet returned
   std::size_t peak_in_use = 0;    // maximum of in_use since the last reset
   std::size_t reserved = 0;       // in_use + cached free blocks
   std::size_t system_allocs = 0;  // calls to cudaMalloc / aligned_alloc so far

@@ -29,11 +29,35 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
   return false;
 }
 
-void record(Tensor& output, const char* name, std::vector<Tensor> inputs,
-            std::function<void(const Tensor&, const std::vector<Tensor>&)> backward) {
+std::string Edge::str() const {
+  if (!defined) return "undefined tensor";
+  return std::string(dtype_name(dtype)) + " " + shape_str(shape) + " on " + device.str();
+}
+
+void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs,
+            std::vector<Tensor> saved, BackwardFn backward) {
   auto node = std::make_shared<Node>();
   node->name = name;
-  node->inputs = std::move(inputs);
+  node->edges.reserve(inputs.size());
+  for (const Tensor& in : inputs) {
+    Edge e;
+    if (in.defined()) {
+      e.defined = true;
+      e.requires_grad = in.requires_grad();
+      e.fn = in.grad_fn();
+      if (!e.fn && e.requires_grad) e.leaf = in;
+      e.shape = in.shape();
+      e.dtype = in.dtype();
+      e.device = in.device();
+    }
+    node->edges.push_back(std::move(e));
+  }
+  for (const Tensor& t : saved)
+    if (t.defined() && t.grad_fn())
+      throw Error(std::string("autograd: ") + name +
+                  " saves a tensor with history; save a detach()ed one (a cycle would leak the "
+                  "graph)");
+  node->saved = std::move(saved);
   node->backward = std::move(backward);
   output.set_requires_grad(true);
   output.set_grad_fn(std::move(node));
@@ -43,7 +67,7 @@ namespace {
 
 // Nodes reachable from root, parents after children reversed: the order in
 // which backward runs (each node after every node that uses its output).
-// Holds shared_ptrs: nodes release their inputs as they run, and the order
+// Holds shared_ptrs: nodes release their edges as they run, and the order
 // must keep every node alive until its turn.
 std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>& root) {
   std::vector<std::shared_ptr<Node>> order;
@@ -54,12 +78,9 @@ std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>
   seen.insert(root.get());
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
-    if (next < node->inputs.size()) {
-      const Tensor& in = node->inputs[next++];
-      if (in.defined() && in.grad_fn()) {
-        const std::shared_ptr<Node>& parent = in.grad_fn();
-        if (seen.insert(parent.get()).second) stack.push_back({parent, 0});
-      }
+    if (next < node->edges.size()) {
+      const std::shared_ptr<Node>& parent = node->edges[next++].fn;
+      if (parent && seen.insert(parent.get()).second) stack.push_back({parent, 0});
     } else {
       order.push_back(std::move(node));
       stack.pop_back();
@@ -101,36 +122,64 @@ void run_backward(const Tensor& root, const Tensor& seed) {
       throw Error(std::string("backward: the graph through ") + node->name +
                   " was already used by an earlier backward(); run the forward pass again");
 
-    std::vector<Tensor> grad_in(node->inputs.size());
-    for (std::size_t i = 0; i < node->inputs.size(); ++i) {
-      Tensor& in = node->inputs[i];
-      if (!in.defined() || !in.requires_grad()) continue;
-      if (in.grad_fn()) {
-        Tensor& g = grads[in.grad_fn().get()];
-        if (!g.defined()) g = Tensor::zeros(in.shape(), in.device());
+    std::vector<Tensor> grad_in(node->edges.size());
+    for (std::size_t i = 0; i < node->edges.size(); ++i) {
+      Edge& e = node->edges[i];
+      if (!e.defined || !e.requires_grad) continue;
+      if (e.fn) {
+        Tensor& g = grads[e.fn.get()];
+        if (!g.defined()) g = Tensor::zeros(e.shape, e.device);
         grad_in[i] = g;
       } else {
-        Tensor g = in.grad();
+        Tensor g = e.leaf.grad();
         if (!g.defined()) {
-          g = Tensor::zeros(in.shape(), in.device());
-          in.set_grad(g);
-        } else if (g.shape() != in.shape()) {
+          g = Tensor::zeros(e.shape, e.device);
+          e.leaf.set_grad(g);
+        } else if (g.shape() != e.shape) {
           throw ShapeError("autograd: gradient " + g.str() + " of a leaf does not match " +
-                           in.str());
+                           e.str());
         }
         grad_in[i] = g;
       }
     }
-    node->backward(grad_out, grad_in);
+    node->backward(grad_out, grad_in, node->saved);
     for (std::size_t i = 0; i < grad_in.size(); ++i)
-      if (grad_in[i].defined() && grad_in[i].shape() != node->inputs[i].shape())
+      if (grad_in[i].defined() && grad_in[i].shape() != node->edges[i].shape)
         throw ShapeError(std::string("autograd: ") + node->name + " produced gradient " +
-                         grad_in[i].str() + " for input " + node->inputs[i].str());
-    // Free what this node saved (activations) as soon as it has run, as
-    // PyTorch does without retain_graph: keeps peak memory down.
+                         grad_in[i].str() + " for input " + node->edges[i].str());
+    // Free what this node saved (activations) and its edges as soon as it has
+    // run, as PyTorch does without retain_graph: a saved tensor dies when the
+    // last node that saved it has run.
     node->backward = nullptr;
-    node->inputs.clear();
+    node->saved.clear();
+    node->edges.clear();
   }
+}
+
+SavedMemory saved_memory(const Tensor& root) {
+  SavedMemory m;
+  if (!root.defined() || !root.grad_fn()) return m;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  std::unordered_set<Node*> seen{stack.back()};
+  std::unordered_set<const Storage*> params, saved;
+  std::vector<const Storage*> order;  // saved storages, first seen first
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const Edge& e : node->edges) {
+      if (e.leaf.defined()) params.insert(e.leaf.storage().get());
+      if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
+    }
+    for (const Tensor& t : node->saved)
+      if (t.defined() && saved.insert(t.storage().get()).second) order.push_back(t.storage().get());
+  }
+  for (const Storage* s : order) {
+    if (params.count(s)) continue;
+    m.storages += 1;
+    m.bytes += s->bytes();
+    m.allocated += CachingAllocator::round_size(s->bytes());
+  }
+  return m;
 }
 
 }  // namespace scratchnet

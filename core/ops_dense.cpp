@@ -36,10 +36,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
     k::conv2d_forward_cpu(p, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
   }
   if (needs_grad({&x, &w, &b})) {
-    record(y, op, {x, w, b},
-           [p, xs = x.detach(), ws_ = w.detach(), has_bias = b.defined()](
-               const Tensor& gy, const std::vector<Tensor>& g) {
+    // Saves its input (for the weight gradient) and weight (for the data
+    // gradient), not its output.
+    record(y, op, {x, w, b}, {x.detach(), w.detach()},
+           [p, has_bias = b.defined()](const Tensor& gy, const std::vector<Tensor>& g,
+                                       const std::vector<Tensor>& s) {
              [[maybe_unused]] const char* op = "conv2d backward";
+             const Tensor &xs = s[0], &ws_ = s[1];
              const Device d = gy.device();
              if (g[0].defined()) {
                if (d.is_cuda()) {
@@ -96,10 +99,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     k::linear_forward_cpu(p, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
   }
   if (needs_grad({&x, &w, &b})) {
-    record(y, op, {x, w, b},
-           [p, xs = x.detach(), ws = w.detach(), has_bias = b.defined()](
-               const Tensor& gy, const std::vector<Tensor>& g) {
+    record(y, op, {x, w, b}, {x.detach(), w.detach()},
+           [p, has_bias = b.defined()](const Tensor& gy, const std::vector<Tensor>& g,
+                                       const std::vector<Tensor>& s) {
              [[maybe_unused]] const char* op = "linear backward";
+             const Tensor &xs = s[0], &ws = s[1];
              const bool gpu = gy.is_cuda();
              if (g[0].defined()) {
                if (gpu) {

@@ -2,8 +2,10 @@
 // dispatch and autograd nodes of every op (the math lives in kernels/; those
 // files only wire it): argument checks, the CUDA stream and the SN_GPU
 // dispatch branch. Not part of the public API.
-// Backward closures capture detached tensors (never the op's own output with
-// its history), so no reference cycle keeps a graph alive.
+// Backward functions read tensors only from the node's saved list (detached:
+// never the op's own output with its history, so no reference cycle keeps a
+// graph alive) and capture only scalars and params structs, so that
+// saved_memory() sees all a graph holds (core/autograd.h).
 #pragma once
 #include <string>
 

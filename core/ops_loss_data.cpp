@@ -41,9 +41,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
                               probs.data<float>());
   }
   if (needs_grad({&logits})) {
-    record(loss, op, {logits},
-           [p, probs, labs = labels.detach()](const Tensor& gy, const std::vector<Tensor>& g) {
+    // Saves the softmax probabilities and the labels, not the logits.
+    record(loss, op, {logits}, {probs, labels.detach()},
+           [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
              [[maybe_unused]] const char* op = "cross_entropy backward";
+             const Tensor &probs = s[0], &labs = s[1];
              if (gy.is_cuda()) {
                SN_GPU(k::softmax_ce_backward_cuda(p, probs.data<float>(), labs.data<int32_t>(),
                                                   gy.data<float>(), g[0].data<float>(), stream()));

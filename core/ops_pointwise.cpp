@@ -20,15 +20,20 @@ Tensor relu(const Tensor& x) {
     k::relu_forward_cpu(x.numel(), x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(y, op, {x}, [ys = y.detach()](const Tensor& gy, const std::vector<Tensor>& g) {
-      [[maybe_unused]] const char* op = "relu backward";
-      if (gy.is_cuda()) {
-        SN_GPU(k::relu_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                     g[0].data<float>(), stream()));
-      } else {
-        k::relu_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(), g[0].data<float>());
-      }
-    });
+    // Saves its output, not its input: the next conv saves the same storage,
+    // and the pre-ReLU tensor can die as soon as the forward moves on.
+    record(y, op, {x}, {y.detach()},
+           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+             [[maybe_unused]] const char* op = "relu backward";
+             const Tensor& ys = s[0];
+             if (gy.is_cuda()) {
+               SN_GPU(k::relu_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
+                                            g[0].data<float>(), stream()));
+             } else {
+               k::relu_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(),
+                                    g[0].data<float>());
+             }
+           });
   }
   return y;
 }
@@ -43,15 +48,18 @@ Tensor sigmoid(const Tensor& x) {
     k::sigmoid_forward_cpu(x.numel(), x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(y, op, {x}, [ys = y.detach()](const Tensor& gy, const std::vector<Tensor>& g) {
-      [[maybe_unused]] const char* op = "sigmoid backward";
-      if (gy.is_cuda()) {
-        SN_GPU(k::sigmoid_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                        g[0].data<float>(), stream()));
-      } else {
-        k::sigmoid_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(), g[0].data<float>());
-      }
-    });
+    record(y, op, {x}, {y.detach()},
+           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+             [[maybe_unused]] const char* op = "sigmoid backward";
+             const Tensor& ys = s[0];
+             if (gy.is_cuda()) {
+               SN_GPU(k::sigmoid_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
+                                               g[0].data<float>(), stream()));
+             } else {
+               k::sigmoid_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(),
+                                       g[0].data<float>());
+             }
+           });
   }
   return y;
 }
@@ -83,13 +91,14 @@ Tensor add(const Tensor& a, const Tensor& b) {
     k::add_forward_cpu(a.numel(), a.data<float>(), b.data<float>(), y.data<float>());
   }
   if (needs_grad({&a, &b})) {
-    record(y, op, {a, b}, [](const Tensor& gy, const std::vector<Tensor>& g) {
-      for (const Tensor& gi : g)
-        if (gi.defined()) {
-          Tensor dst = gi;
-          accumulate(gy, dst);
-        }
-    });
+    record(y, op, {a, b}, {},
+           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+             for (const Tensor& gi : g)
+               if (gi.defined()) {
+                 Tensor dst = gi;
+                 accumulate(gy, dst);
+               }
+           });
   }
   return y;
 }
@@ -111,15 +120,19 @@ Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
     k::dropout_forward_cpu(x.numel(), p, seed, offset, x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(y, op, {x}, [p, seed, offset](const Tensor& gy, const std::vector<Tensor>& g) {
-      [[maybe_unused]] const char* op = "dropout backward";
-      if (gy.is_cuda()) {
-        SN_GPU(k::dropout_backward_cuda(gy.numel(), p, seed, offset, gy.data<float>(),
-                                        g[0].data<float>(), stream()));
-      } else {
-        k::dropout_backward_cpu(gy.numel(), p, seed, offset, gy.data<float>(), g[0].data<float>());
-      }
-    });
+    // Saves no tensor: backward regenerates the mask from (seed, offset).
+    record(y, op, {x}, {},
+           [p, seed, offset](const Tensor& gy, const std::vector<Tensor>& g,
+                             const std::vector<Tensor>&) {
+             [[maybe_unused]] const char* op = "dropout backward";
+             if (gy.is_cuda()) {
+               SN_GPU(k::dropout_backward_cuda(gy.numel(), p, seed, offset, gy.data<float>(),
+                                               g[0].data<float>(), stream()));
+             } else {
+               k::dropout_backward_cpu(gy.numel(), p, seed, offset, gy.data<float>(),
+                                       g[0].data<float>());
+             }
+           });
   }
   return y;
 }
@@ -140,14 +153,16 @@ Tensor resize_bilinear(const Tensor& x, int out_h, int out_w) {
     k::resize_bilinear_forward_cpu(p, x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(y, op, {x}, [p](const Tensor& gy, const std::vector<Tensor>& g) {
-      [[maybe_unused]] const char* op = "resize_bilinear backward";
-      if (gy.is_cuda()) {
-        SN_GPU(k::resize_bilinear_backward_cuda(p, gy.data<float>(), g[0].data<float>(), stream()));
-      } else {
-        k::resize_bilinear_backward_cpu(p, gy.data<float>(), g[0].data<float>());
-      }
-    });
+    record(y, op, {x}, {},
+           [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+             [[maybe_unused]] const char* op = "resize_bilinear backward";
+             if (gy.is_cuda()) {
+               SN_GPU(k::resize_bilinear_backward_cuda(p, gy.data<float>(), g[0].data<float>(),
+                                                       stream()));
+             } else {
+               k::resize_bilinear_backward_cpu(p, gy.data<float>(), g[0].data<float>());
+             }
+           });
   }
   return y;
 }

@@ -31,15 +31,19 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int pad) {
     k::max_pool2d_forward_cpu(p, x.data<float>(), y.data<float>(), arg.data<int32_t>());
   }
   if (needs_grad({&x})) {
-    record(y, op, {x}, [p, arg](const Tensor& gy, const std::vector<Tensor>& g) {
-      [[maybe_unused]] const char* op = "max_pool2d backward";
-      if (gy.is_cuda()) {
-        SN_GPU(k::max_pool2d_backward_cuda(p, gy.data<float>(), arg.data<int32_t>(),
-                                           g[0].data<float>(), stream()));
-      } else {
-        k::max_pool2d_backward_cpu(p, gy.data<float>(), arg.data<int32_t>(), g[0].data<float>());
-      }
-    });
+    // Saves the argmax (int32), not the input: backward scatters through it.
+    record(y, op, {x}, {arg},
+           [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+             [[maybe_unused]] const char* op = "max_pool2d backward";
+             const Tensor& arg = s[0];
+             if (gy.is_cuda()) {
+               SN_GPU(k::max_pool2d_backward_cuda(p, gy.data<float>(), arg.data<int32_t>(),
+                                                  g[0].data<float>(), stream()));
+             } else {
+               k::max_pool2d_backward_cpu(p, gy.data<float>(), arg.data<int32_t>(),
+                                          g[0].data<float>());
+             }
+           });
   }
   return y;
 }
@@ -55,14 +59,16 @@ Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int pad) {
     k::avg_pool2d_forward_cpu(p, x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(y, op, {x}, [p](const Tensor& gy, const std::vector<Tensor>& g) {
-      [[maybe_unused]] const char* op = "avg_pool2d backward";
-      if (gy.is_cuda()) {
-        SN_GPU(k::avg_pool2d_backward_cuda(p, gy.data<float>(), g[0].data<float>(), stream()));
-      } else {
-        k::avg_pool2d_backward_cpu(p, gy.data<float>(), g[0].data<float>());
-      }
-    });
+    record(
+        y, op, {x}, {},
+        [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+          [[maybe_unused]] const char* op = "avg_pool2d backward";
+          if (gy.is_cuda()) {
+            SN_GPU(k::avg_pool2d_backward_cuda(p, gy.data<float>(), g[0].data<float>(), stream()));
+          } else {
+            k::avg_pool2d_backward_cpu(p, gy.data<float>(), g[0].data<float>());
+          }
+        });
   }
   return y;
 }
@@ -81,15 +87,17 @@ Tensor global_avg_pool(const Tensor& x) {
     k::global_avg_pool_forward_cpu(planes, hw, x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(y, op, {x}, [planes, hw](const Tensor& gy, const std::vector<Tensor>& g) {
-      [[maybe_unused]] const char* op = "global_avg_pool backward";
-      if (gy.is_cuda()) {
-        SN_GPU(k::global_avg_pool_backward_cuda(planes, hw, gy.data<float>(), g[0].data<float>(),
-                                                stream()));
-      } else {
-        k::global_avg_pool_backward_cpu(planes, hw, gy.data<float>(), g[0].data<float>());
-      }
-    });
+    record(
+        y, op, {x}, {},
+        [planes, hw](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+          [[maybe_unused]] const char* op = "global_avg_pool backward";
+          if (gy.is_cuda()) {
+            SN_GPU(k::global_avg_pool_backward_cuda(planes, hw, gy.data<float>(),
+                                                    g[0].data<float>(), stream()));
+          } else {
+            k::global_avg_pool_backward_cpu(planes, hw, gy.data<float>(), g[0].data<float>());
+          }
+        });
   }
   return y;
 }
@@ -154,10 +162,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
         k::batch_norm_invstd_cpu(p.C, eps, running_var.data<float>(), invstd.data<float>());
       }
     }
-    record(y, op, {x, gamma, beta},
-           [p, training, xs = x.detach(), gs = gamma.detach(), mean, invstd](
-               const Tensor& gy, const std::vector<Tensor>& g) {
+    // Saves its input, gamma and the per-channel statistics (not its output).
+    record(y, op, {x, gamma, beta}, {x.detach(), gamma.detach(), mean, invstd},
+           [p, training](const Tensor& gy, const std::vector<Tensor>& g,
+                         const std::vector<Tensor>& s) {
              [[maybe_unused]] const char* op = "batch_norm backward";
+             const Tensor &xs = s[0], &gs = s[1], &mean = s[2], &invstd = s[3];
              Tensor dx = g[0], dgamma = or_scratch(g[1], gs), dbeta = or_scratch(g[2], gs);
              if (gy.is_cuda()) {
                SN_GPU(Tensor ws = workspace(k::batch_norm_workspace_bytes_cuda(p), gy.device());

@@ -272,11 +272,12 @@ Tensor Tensor::reshape(const Shape& new_shape) const {
   Tensor out(std::move(impl));
   if (needs_grad({this})) {
     const Shape in_shape = shape();
-    record(out, "reshape", {*this}, [in_shape](const Tensor& gy, const std::vector<Tensor>& gx) {
-      Tensor g = gy.detach().reshape(in_shape);
-      Tensor dst = gx[0];
-      accumulate(g, dst);
-    });
+    record(out, "reshape", {*this}, {},
+           [in_shape](const Tensor& gy, const std::vector<Tensor>& gx, const std::vector<Tensor>&) {
+             Tensor g = gy.detach().reshape(in_shape);
+             Tensor dst = gx[0];
+             accumulate(g, dst);
+           });
   }
   return out;
 }

@@ -2,7 +2,8 @@
 // trainer runs it (zero_grad, forward, cross-entropy, backward, SGD step) on
 // one random batch already on the device, timed per step after warm-up (steps
 // run back to back, one CUDA event between consecutive steps), with
-// the allocator's peak memory and a per-node profile of one extra step. The
+// the allocator's peak memory, the activation bytes the autograd graph
+// saves (measured on one untimed step) and a per-node profile of one extra step. The
 // optimizer is the trainer's (train/optimizer.h SGD over a ParameterSlab).
 //
 // The profile: the step is run once more with a synchronisation around each
@@ -47,14 +48,15 @@ void instrument(const Tensor& root, Device d, std::map<std::string, LayerTime>& 
     std::shared_ptr<Node> node = stack.back();
     stack.pop_back();
     if (!seen.insert(node.get()).second) continue;
-    for (const Tensor& in : node->inputs)
-      if (in.defined() && in.grad_fn()) stack.push_back(in.grad_fn());
+    for (const Edge& e : node->edges)
+      if (e.fn) stack.push_back(e.fn);
     auto inner = node->backward;
     const std::string name = node->name;
-    node->backward = [inner, name, d, &out](const Tensor& g, const std::vector<Tensor>& gi) {
+    node->backward = [inner, name, d, &out](const Tensor& g, const std::vector<Tensor>& gi,
+                                            const std::vector<Tensor>& saved) {
       if (d.is_cuda()) cuda::synchronize();
       const auto t0 = Clock::now();
-      inner(g, gi);
+      inner(g, gi, saved);
       if (d.is_cuda()) cuda::synchronize();
       const std::string key = name + " " + shape_str(g.shape());
       LayerTime& l = out[key];
@@ -186,9 +188,16 @@ StepReport run_step_bench(const StepOptions& o) {
 
   Timer timer(d);
   for (int i = 0; i < o.warmup; ++i) step();
+  StepReport r;
+  {  // one more step, measuring what its graph saves between forward and backward
+    sgd.zero_grad();
+    Tensor loss = cross_entropy(model->forward(X), Y);
+    r.saved_bytes = saved_memory(loss).bytes;
+    loss.backward();
+    sgd.step();
+  }
   timer.synchronize();
   CachingAllocator::of(d).reset_peak();
-  StepReport r;
   r.t = timer.time_sequence(o.steps, step);
   r.peak_mem_mib = double(CachingAllocator::of(d).stats().peak_in_use) / double(1 << 20);
   r.device = d.str();

@@ -210,6 +210,8 @@ void write_step_report(const StepReport& r, const std::string& format, int top, 
         {"steps", r.steps},        {"warmup", r.warmup},       {"ms_per_step", r.t.median},
         {"time", stats_json(r.t)}, {"img_per_s", r.img_per_s}, {"peak_mem_MiB", r.peak_mem_mib},
         {"profile", nullptr}};
+    j["saved_activation_bytes"] = r.saved_bytes;
+    j["saved_activation_MiB"] = double(r.saved_bytes) / double(1 << 20);
     if (r.profiled)
       j["profile"] = {{"forward_ms", r.forward_ms},
                       {"backward_ms", r.backward_ms},
@@ -225,9 +227,10 @@ void write_step_report(const StepReport& r, const std::string& format, int top, 
     return;
   }
   if (format == "csv") {
-    os << "model,batch,input,ms_per_step,p10_ms,p90_ms,img_per_s,peak_mem_MiB\n"
+    os << "model,batch,input,ms_per_step,p10_ms,p90_ms,img_per_s,peak_mem_MiB,saved_act_MiB\n"
        << r.model << "," << r.batch << "," << r.image_size << "," << r.t.median << "," << r.t.p10
-       << "," << r.t.p90 << "," << r.img_per_s << "," << r.peak_mem_mib << "\n";
+       << "," << r.t.p90 << "," << r.img_per_s << "," << r.peak_mem_mib << ","
+       << double(r.saved_bytes) / double(1 << 20) << "\n";
     return;
   }
   os << "scratchnet bench: " << r.model << " training step on " << r.device << " (" << r.device_name
@@ -235,6 +238,7 @@ void write_step_report(const StepReport& r, const std::string& format, int top, 
      << "  " << fmt("%.3f", r.t.median) << " ms/step (median of " << r.t.repeats << ", p10 "
      << fmt("%.3f", r.t.p10) << ", p90 " << fmt("%.3f", r.t.p90) << "), "
      << fmt("%.1f", r.img_per_s) << " img/s, peak memory " << fmt("%.1f", r.peak_mem_mib)
+     << " MiB, saved activations " << fmt("%.1f", double(r.saved_bytes) / double(1 << 20))
      << " MiB\n";
   if (!r.profiled) return;
   os << "  profiled step (synchronised after each part): forward " << fmt("%.3f", r.forward_ms)

@@ -57,7 +57,10 @@ struct StepReport {
   int batch = 0, image_size = 0, steps = 0, warmup = 0;
   Stats t;  // per step
   double img_per_s = 0;
-  double peak_mem_mib = 0;
+  double peak_mem_mib = 0;  // allocator's peak in use over the timed steps
+  // Activations the autograd graph keeps between forward and backward
+  // (core/autograd.h saved_memory: distinct saved storages, parameters left out).
+  std::size_t saved_bytes = 0;
   bool profiled = false;
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;  // profiled step (synchronised)
   std::vector<LayerTime> forward_layers;   // each layer alone, sorted by time, longest first
