@@ -11,6 +11,7 @@
 
 #include "core/cuda.h"
 #include "core/ops.h"
+#include "kernels/batchnorm.h"
 
 namespace scratchnet {
 namespace k = kernels;
@@ -72,6 +73,12 @@ inline Tensor or_scratch(const Tensor& g, const Tensor& like) {
 inline float* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<float>() : nullptr;
 }
+
+// batch_norm's and batch_norm_synced's argument checks (ShapeError /
+// ValueError / DeviceError naming `op`); the kernel's parameters.
+k::BatchNormParams batch_norm_checks(const char* op, const Tensor& x, const Tensor& gamma,
+                                     const Tensor& beta, const Tensor& running_mean,
+                                     const Tensor& running_var, float momentum, float eps);
 
 }  // namespace ops_detail
 }  // namespace scratchnet

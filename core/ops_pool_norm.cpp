@@ -104,10 +104,11 @@ Tensor global_avg_pool(const Tensor& x) {
 
 // --- batch norm -----------------------------------------------------------------
 
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                  const Tensor& running_mean, const Tensor& running_var, bool training,
-                  float momentum, float eps) {
-  [[maybe_unused]] const char* op = "batch_norm";
+k::BatchNormParams ops_detail::batch_norm_checks(const char* op, const Tensor& x,
+                                                const Tensor& gamma, const Tensor& beta,
+                                                const Tensor& running_mean,
+                                                const Tensor& running_var, float momentum,
+                                                float eps) {
   check_dtype(op, "input", x, DType::F32);
   check_shape(x.ndim() == 4 || x.ndim() == 2, op, "input of shape (N, C, H, W) or (N, C)", x);
   const int64_t C = x.size(1);
@@ -121,8 +122,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   if (!(momentum >= 0.0f && momentum <= 1.0f))
     throw ValueError("batch_norm: momentum must be in [0, 1], got " + std::to_string(momentum));
   const int64_t hw = x.ndim() == 4 ? x.size(2) * x.size(3) : 1;
-  const auto p = k::batch_norm_params(as_int(op, "N", x.size(0)), as_int(op, "C", C),
-                                      as_int(op, "H*W", hw), eps, momentum);
+  return k::batch_norm_params(as_int(op, "N", x.size(0)), as_int(op, "C", C),
+                              as_int(op, "H*W", hw), eps, momentum);
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                  const Tensor& running_mean, const Tensor& running_var, bool training,
+                  float momentum, float eps) {
+  [[maybe_unused]] const char* op = "batch_norm";
+  const auto p = batch_norm_checks(op, x, gamma, beta, running_mean, running_var, momentum, eps);
+  const int64_t C = p.C;
   const Device d = x.device();
   Tensor y = Tensor::empty(x.shape(), d);
   Tensor mean = Tensor::empty({C}, d), invstd = Tensor::empty({C}, d);

@@ -83,22 +83,9 @@ Tensor batch_norm_synced(const Tensor& x, const Tensor& gamma, const Tensor& bet
                          const Tensor& running_mean, const Tensor& running_var,
                          const SumOverRanks& sum_over_ranks, float momentum, float eps) {
   [[maybe_unused]] const char* op = "batch_norm (synchronised)";
-  check_dtype(op, "input", x, DType::F32);
-  check_shape(x.ndim() == 4 || x.ndim() == 2, op, "input of shape (N, C, H, W) or (N, C)", x);
-  const int64_t C = x.size(1);
-  for (const Tensor* t : {&gamma, &beta, &running_mean, &running_var}) {
-    check_dtype(op, "parameter", *t, DType::F32);
-    check_shape(t->ndim() == 1 && t->size(0) == C, op,
-                "a tensor of shape (" + std::to_string(C) + ",)", *t);
-  }
-  check_same_device(op, {&x, &gamma, &beta, &running_mean, &running_var});
   if (!sum_over_ranks) throw ValueError("batch_norm_synced: no sum over the ranks given");
-  if (!(eps > 0.0f)) throw ValueError("batch_norm: eps must be > 0, got " + std::to_string(eps));
-  if (!(momentum >= 0.0f && momentum <= 1.0f))
-    throw ValueError("batch_norm: momentum must be in [0, 1], got " + std::to_string(momentum));
-  const int64_t hw = x.ndim() == 4 ? x.size(2) * x.size(3) : 1;
-  const auto p = k::batch_norm_params(as_int(op, "N", x.size(0)), as_int(op, "C", C),
-                                      as_int(op, "H*W", hw), eps, momentum);
+  const auto p = batch_norm_checks(op, x, gamma, beta, running_mean, running_var, momentum, eps);
+  const int64_t C = p.C;
   const Device d = x.device();
   const auto c = static_cast<std::size_t>(C);
   const Tensor ones = Tensor::full({C}, 1.0f, d), zeros = Tensor::zeros({C}, d);
@@ -143,9 +130,10 @@ Tensor batch_norm_synced(const Tensor& x, const Tensor& gamma, const Tensor& bet
   Tensor(running_var).copy_(floats(rv, Device::cpu()));
 
   if (needs_grad({&x, &gamma, &beta})) {
-    record(y, op, {x, gamma, beta},
-           [p, m, sum_over_ranks, xs = x.detach(), gs = gamma.detach(), mean, variance, inv](
-               const Tensor& gy, const std::vector<Tensor>& g) {
+    record(y, op, {x, gamma, beta}, {x.detach(), gamma.detach(), mean, variance, inv},
+           [p, m, sum_over_ranks](const Tensor& gy, const std::vector<Tensor>& g,
+                                  const std::vector<Tensor>& s) {
+             const Tensor &xs = s[0], &gs = s[1], &mean = s[2], &variance = s[3], &inv = s[4];
              const Device d = gy.device();
              const auto c = static_cast<std::size_t>(p.C);
              Tensor dx = g[0], dgamma = g[1], dbeta = g[2];
