@@ -98,8 +98,10 @@ Tensor batch_norm_synced(const Tensor& x, const Tensor& gamma, const Tensor& bet
   sum_over_ranks(s1);
   const double m = s1[c];
   if (m < 2)
-    throw ShapeError("batch_norm: training needs more than one value per channel over the ranks, "
-                     "got " + x.str());
+    throw ShapeError(
+        "batch_norm: training needs more than one value per channel over the ranks, "
+        "got " +
+        x.str());
   std::vector<float> mu(c);
   for (std::size_t i = 0; i < c; ++i) mu[i] = static_cast<float>(s1[i] / m);
   const Tensor mean = floats(mu, d);
@@ -146,7 +148,8 @@ Tensor batch_norm_synced(const Tensor& x, const Tensor& gamma, const Tensor& bet
              const std::vector<double> b = doubles(sum_dy_xhat);
              sums.insert(sums.end(), b.begin(), b.end());
              sum_over_ranks(sums);
-             const std::vector<float> gamma = gs.to_vector<float>(), invstd = inv.to_vector<float>();
+             const std::vector<float> gamma = gs.to_vector<float>(),
+                                      invstd = inv.to_vector<float>();
              std::vector<float> g2(c), b2(c);
              for (std::size_t i = 0; i < c; ++i) {
                const double k = static_cast<double>(gamma[i]) * invstd[i] / m;

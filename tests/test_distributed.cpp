@@ -53,8 +53,8 @@ class EnvScope {
 
 TEST_CASE("the launcher's variables name the number of ranks", "[dist]") {
   EnvScope env;
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_NUM_TASKS",
-                        "SLURM_NTASKS"})
+  for (const char* v :
+       {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"})
     env.set(v, nullptr);
   CHECK(dist::launched_size() == 0);
   env.set("SLURM_NTASKS", "8");  // inside a Slurm job but not started by srun: one process
@@ -130,7 +130,7 @@ void check_synced_matches(Device device, int copies) {
     Tensor y = synced ? batch_norm_synced(x, gamma, beta, rm, rv, times, 0.1f, 1e-5f)
                       : batch_norm(x, gamma, beta, rm, rv, true, 0.1f, 1e-5f);
     y.backward(random_tensor(shape, 14, -1.0f, 1.0f, device));
-    out = {y.to_vector(),          x.grad().to_vector(), gamma.grad().to_vector(),
+    out = {y.to_vector(),           x.grad().to_vector(), gamma.grad().to_vector(),
            beta.grad().to_vector(), rm.to_vector(),       rv.to_vector()};
   };
   std::vector<std::vector<float>> want, got;
@@ -234,8 +234,8 @@ TEST_CASE("synchronised batch norm over ranks with different data equals one pro
   Tensor rmw = Tensor::zeros({4}), rvw = Tensor::full({4}, 1.0f);
   Tensor yw = batch_norm(xw, gw, bw, rmw, rvw, true);
   yw.backward(proj);
-  for (const std::vector<int64_t>& cut : {std::vector<int64_t>{0, 3, 7},
-                                          std::vector<int64_t>{0, 2, 4, 7}}) {
+  for (const std::vector<int64_t>& cut :
+       {std::vector<int64_t>{0, 3, 7}, std::vector<int64_t>{0, 2, 4, 7}}) {
     const int ranks = static_cast<int>(cut.size()) - 1;
     INFO(ranks << " ranks");
     ThreadRanks comm(ranks);

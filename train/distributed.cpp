@@ -173,9 +173,9 @@ void init() {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &w.rank), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &w.size), "MPI_Comm_size");
-  check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w.rank, MPI_INFO_NULL,
-                                &w.local),
-            "MPI_Comm_split_type");
+  check_mpi(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w.rank, MPI_INFO_NULL, &w.local),
+      "MPI_Comm_split_type");
   check_mpi(MPI_Comm_rank(w.local, &w.local_rank), "MPI_Comm_rank (node)");
   check_mpi(MPI_Comm_size(w.local, &w.local_size), "MPI_Comm_size (node)");
   w.started = true;

@@ -44,7 +44,9 @@ int rank();        // 0-based, 0 in a single process
 int size();        // number of ranks, 1 in a single process
 int local_rank();  // rank among the ranks on this machine (the GPU to use)
 int local_size();  // ranks on this machine
-inline bool is_root() { return rank() == 0; }
+inline bool is_root() {
+  return rank() == 0;
+}
 // MPI was started: the trainer takes the data-parallel path (even with 1 rank).
 bool active();
 
