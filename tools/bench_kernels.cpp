@@ -183,9 +183,9 @@ void Bench::ceilings() {
 // GEMM rows are compared with the second: the rows run on those threads.
 void Bench::cpu_peak() {
   const std::string isa = k::gemm_cpu_variant();
-  // ~2 GFLOP per call: tens of milliseconds, long enough to time, short
-  // enough to repeat.
-  const int64_t iters = static_cast<int64_t>(2e9 / k::cpu_fma_loop(isa, 1));
+  // ~0.5 GFLOP per call, a few milliseconds: long enough to time, short
+  // enough that on a busy machine some repeats run undisturbed.
+  const int64_t iters = static_cast<int64_t>(5e8 / k::cpu_fma_loop(isa, 1));
   double one_flops = 0;
   const Stats t1 = timer.time(
       o.warmup, o.repeats, [&] { one_flops = k::cpu_fma_loop(isa, iters); }, false);

@@ -113,9 +113,10 @@ void run_tile(const GemmVariant& v, const GemmParams& p, const float* A, const f
               int i0, int mc, int j0, int nc) {
   PackBuffers& buf = pack_buffers();
   const std::size_t kc = std::min(v.kc, p.K);
-  const std::size_t mc_pad = (mc + v.mr - 1) / v.mr * v.mr, nc_pad = (nc + v.nr - 1) / v.nr * v.nr;
+  const std::size_t mc_pad = (mc + v.mr - 1) / v.mr * v.mr;
+  const std::size_t nb_pad = (std::min(nc, v.nc) + v.nr - 1) / v.nr * v.nr;
   float* ap = PackBuffers::aligned(buf.a, mc_pad * kc);
-  float* bp = PackBuffers::aligned(buf.b, nc_pad * kc);
+  float* bp = PackBuffers::aligned(buf.b, nb_pad * kc);
   v.tile(p, A, B, C, i0, mc, j0, nc, ap, bp);
 }
 
@@ -146,20 +147,24 @@ void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const f
   // Below ~1 MFLOP the fork/join costs more than it saves.
   const double flops = 2.0 * p.M * p.N * p.K;
   const int threads = omp_in_parallel() || flops < 1e6 ? 1 : omp_get_max_threads();
-  const int MC = v.mc, NR = v.nr;
-  int nc = v.nc;
-  const int m_tiles = (p.M + MC - 1) / MC;
-  if (threads > 1 && m_tiles * ((p.N + nc - 1) / nc) < 4 * threads) {
-    // Too few tiles to balance: narrow them (never below one micro-panel).
-    const int want_n_tiles = (4 * threads + m_tiles - 1) / m_tiles;
-    nc = std::max(NR, ((p.N + want_n_tiles - 1) / want_n_tiles + NR - 1) / NR * NR);
-  }
+  // Tiles of C are the unit of work of a thread. One thread takes all of C
+  // at once (up to v.mc rows: the packed A's scratch), since a tile packs each
+  // slice of A once and each block of B once per tile. Threads want a few
+  // tiles each to balance: rows are split first (down to 4 micro-panels
+  // each), then columns (down to one micro-panel).
+  const int want = threads == 1 ? 1 : 4 * threads;
+  int m_tiles = (p.M + v.mc - 1) / v.mc;
+  m_tiles = std::max(m_tiles, std::min(want, (p.M + 4 * v.mr - 1) / (4 * v.mr)));
+  const int mc = ((p.M + m_tiles - 1) / m_tiles + v.mr - 1) / v.mr * v.mr;
+  m_tiles = (p.M + mc - 1) / mc;
+  const int want_n = (want + m_tiles - 1) / m_tiles;
+  const int nc = std::max(v.nr, ((p.N + want_n - 1) / want_n + v.nr - 1) / v.nr * v.nr);
   const int n_tiles = (p.N + nc - 1) / nc;
   const int tiles = m_tiles * n_tiles;
   if (threads == 1) {
     for (int t = 0; t < tiles; ++t) {
-      const int i0 = (t / n_tiles) * MC, j0 = (t % n_tiles) * nc;
-      run_tile(v, p, A, B, C, i0, std::min(MC, p.M - i0), j0, std::min(nc, p.N - j0));
+      const int i0 = (t / n_tiles) * mc, j0 = (t % n_tiles) * nc;
+      run_tile(v, p, A, B, C, i0, std::min(mc, p.M - i0), j0, std::min(nc, p.N - j0));
     }
     return;
   }
@@ -167,8 +172,8 @@ void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const f
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int t = 0; t < tiles; ++t) {
     errors.run([&] {
-      const int i0 = (t / n_tiles) * MC, j0 = (t % n_tiles) * nc;
-      run_tile(v, p, A, B, C, i0, std::min(MC, p.M - i0), j0, std::min(nc, p.N - j0));
+      const int i0 = (t / n_tiles) * mc, j0 = (t % n_tiles) * nc;
+      run_tile(v, p, A, B, C, i0, std::min(mc, p.M - i0), j0, std::min(nc, p.N - j0));
     });
   }
   errors.rethrow();

@@ -26,5 +26,5 @@ struct Vec {
 
 namespace scratchnet::kernels {
 //                                               MR NV  KC   MC    NC  FMA chains
-const GemmVariant gemm_variant_avx2 = make_variant<6, 2, 256, 96, 512, 12>("avx2");
+const GemmVariant gemm_variant_avx2 = make_variant<6, 2, 256, 1152, 192, 12>("avx2");
 }  // namespace scratchnet::kernels

@@ -26,5 +26,5 @@ struct Vec {
 
 namespace scratchnet::kernels {
 //                                                 MR NV  KC   MC    NC  FMA chains
-const GemmVariant gemm_variant_avx512 = make_variant<12, 2, 256, 96, 512, 24>("avx512");
+const GemmVariant gemm_variant_avx512 = make_variant<12, 2, 384, 1152, 256, 24>("avx512");
 }  // namespace scratchnet::kernels

@@ -32,5 +32,5 @@ struct Vec {
 
 namespace scratchnet::kernels {
 //                                                  MR NV  KC   MC    NC  FMA chains
-const GemmVariant gemm_variant_generic = make_variant<6, 2, 256, 96, 512, 12>("generic");
+const GemmVariant gemm_variant_generic = make_variant<6, 2, 256, 1152, 256, 12>("generic");
 }  // namespace scratchnet::kernels

@@ -22,16 +22,19 @@
 //
 // The algorithm (Goto / BLIS), for a tile of C (mc x nc):
 //   for each depth slice k0 of KC:
-//     pack op(B)[k0:k0+kc, tile columns] into NR-column micro-panels
-//       (kc x NR each, row by row): the B block, sized to stay in L2;
 //     pack op(A)[tile rows, k0:k0+kc] into MR-row micro-panels
-//       (kc x MR each, column by column);
-//     for each A micro-panel (in L1 while it is used: MR*kc floats):
-//       for each B micro-panel (streamed from L2):
-//         micro-kernel: an MR x NR block of C in MR*NR/W vector registers;
-//         per k, NR/W vector loads of B, MR broadcasts of A, MR*NR/W FMAs.
-// Packing zero-pads the ragged edges, so the micro-kernel always computes a
-// whole MR x NR block and only its write-back knows about edges.
+//       (kc x MR each, column by column), once for the whole tile;
+//     for each block of NC columns:
+//       pack op(B)[k0:k0+kc, block] into NR-column micro-panels
+//         (kc x NR each, row by row): the B block, KC x NC, sized for L2;
+//       for each A micro-panel (MR x kc, stays in L1 while it is used):
+//         for each B micro-panel (streamed from L2):
+//           micro-kernel: an MR x NR block of C in MR*NR/W vector registers;
+//           per k, NR/W vector loads of B, MR broadcasts of A, MR*NR/W FMAs.
+// Each packed value is used many times: A's for every column of the tile,
+// B's for every row, so packing costs ~1/(2 nc) and ~1/(2 mc) of the
+// arithmetic. Packing zero-pads the ragged edges, so the micro-kernel always
+// computes a whole MR x NR block and only its write-back knows about edges.
 #pragma once
 #include <cstring>
 
@@ -129,7 +132,8 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
     for (int j = 0; j < NV; ++j) acc[i][j] = Vec::zero();
   // The C block is written at the end: ask for its lines now, while the
   // k loop hides the latency.
-  for (int i = 0; i < mr; ++i) __builtin_prefetch(c + i * ldc, 1);
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + i * ldc + j, 1);
   for (int k = 0; k < kc; ++k, a += MR, b += ldb_panel) {
     // The next A values, a few iterations ahead (the B panel streams in
     // sequence, which the hardware prefetcher follows on its own).
@@ -171,34 +175,38 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
 }
 
 // C[i0:i0+mc, j0:j0+nc] over the full depth K (GemmVariant::tile).
-template <int MR, int NV, int KC>
+template <int MR, int NV, int KC, int NC>
 void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, int i0, int mc,
                int j0, int nc, float* ap, float* bp) {
   constexpr int NR = NV * Vec::W;
   // With only a few A panels, each packed B value would be used only a few
   // times: the copy would cost about as much as the arithmetic (conv2d at
   // LeNet's sizes). Then whole NR-column panels of an untransposed B are read
-  // where they lie, and only the ragged last panel is packed.
+  // where they lie, and only a ragged last panel is packed.
   const bool b_in_place = !p.trans_b && mc <= 4 * MR;
-  const int full_nc = nc / NR * NR;
   for (int k0 = 0; k0 < p.K; k0 += KC) {
     const int kc = imin(KC, p.K - k0);
     // The first slice applies beta; later ones add to what it wrote.
     const float beta = k0 == 0 ? p.beta : 1.0f;
-    if (!b_in_place)
-      pack_b<NR>(p, B, k0, kc, j0, nc, bp);
-    else if (full_nc < nc)
-      pack_b<NR>(p, B, k0, kc, j0 + full_nc, nc - full_nc, bp + static_cast<long>(full_nc) * kc);
+    // All the tile's rows at once: packed once, used for every column block.
     pack_a<MR>(p, A, i0, mc, k0, kc, ap);
-    for (int ip = 0; ip < mc; ip += MR) {
-      const float* a = ap + static_cast<long>(ip) * kc;
-      float* c = C + static_cast<long>(i0 + ip) * p.ldc + j0;
-      for (int jp = 0; jp < nc; jp += NR) {
-        const bool direct = b_in_place && jp < full_nc;
-        const float* b = direct ? B + static_cast<long>(k0) * p.ldb + j0 + jp
-                                : bp + static_cast<long>(jp) * kc;
-        micro_kernel<MR, NV>(kc, a, b, direct ? p.ldb : NR, c + jp, p.ldc, imin(MR, mc - ip),
-                             imin(NR, nc - jp), p.alpha, beta);
+    for (int jb = 0; jb < nc; jb += NC) {
+      const int nb = imin(NC, nc - jb), full_nb = nb / NR * NR;
+      if (!b_in_place)
+        pack_b<NR>(p, B, k0, kc, j0 + jb, nb, bp);
+      else if (full_nb < nb)
+        pack_b<NR>(p, B, k0, kc, j0 + jb + full_nb, nb - full_nb,
+                   bp + static_cast<long>(full_nb) * kc);
+      for (int ip = 0; ip < mc; ip += MR) {
+        const float* a = ap + static_cast<long>(ip) * kc;
+        float* c = C + static_cast<long>(i0 + ip) * p.ldc + j0 + jb;
+        for (int jp = 0; jp < nb; jp += NR) {
+          const bool direct = b_in_place && jp < full_nb;
+          const float* b = direct ? B + static_cast<long>(k0) * p.ldb + j0 + jb + jp
+                                  : bp + static_cast<long>(jp) * kc;
+          micro_kernel<MR, NV>(kc, a, b, direct ? p.ldb : NR, c + jp, p.ldc, imin(MR, mc - ip),
+                               imin(NR, nb - jp), p.alpha, beta);
+        }
       }
     }
   }
@@ -209,11 +217,16 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
 template <int CHAINS>
 double fma_loop(int64_t iters) {
   using reg = typename Vec::reg;
-  const float consts[3] = {0.999f, 1e-3f, 0.5f};
+  const float consts[2] = {0.999f, 1e-3f};
   const reg m = Vec::bcast(&consts[0]), add = Vec::bcast(&consts[1]);
+  // Different starting values: identical chains would be one chain to the
+  // compiler, which computes it once.
   reg acc[CHAINS];
 #pragma GCC unroll 32
-  for (int c = 0; c < CHAINS; ++c) acc[c] = Vec::bcast(&consts[2]);
+  for (int c = 0; c < CHAINS; ++c) {
+    const float start = 0.5f + 0.01f * c;
+    acc[c] = Vec::bcast(&start);
+  }
   for (int64_t n = 0; n < iters; ++n) {
 #pragma GCC unroll 32
     for (int c = 0; c < CHAINS; ++c) acc[c] = Vec::fma(acc[c], m, add);
@@ -230,14 +243,14 @@ double fma_loop(int64_t iters) {
 
 template <int MR, int NV, int KC, int MC, int NC, int CHAINS>
 constexpr GemmVariant make_variant(const char* name) {
-  static_assert(MC % MR == 0 && NC % (NV * Vec::W) == 0, "tiles hold whole micro-panels");
+  static_assert(MC % MR == 0 && NC % (NV * Vec::W) == 0, "blocks hold whole micro-panels");
   return GemmVariant{name,
                      MR,
                      NV * Vec::W,
                      KC,
-                     MC,
                      NC,
-                     &gemm_tile<MR, NV, KC>,
+                     MC,
+                     &gemm_tile<MR, NV, KC, NC>,
                      &fma_loop<CHAINS>};
 }
 

@@ -18,10 +18,11 @@ namespace scratchnet::kernels {
 struct GemmVariant {
   const char* name;  // "avx512", "avx2", "generic": the SCRATCHNET_CPU_ISA values
   int mr, nr;        // register tile: rows of A broadcast, columns of B in vectors
-  int kc, mc, nc;    // cache blocking: depth of a packed slice, rows and columns of a tile
-  // C[i0:i0+mc, j0:j0+nc] = alpha op(A) op(B) + beta C over the whole depth K.
-  // ap and bp are scratch for ceil(mc/mr)*mr*min(kc,K) and
-  // ceil(nc/nr)*nr*min(kc,K) floats, 64-byte aligned.
+  int kc, nc;        // cache blocking: the packed B block, kc x nc, stays in L2
+  int mc;            // the most rows of a tile (bounds the packed A scratch)
+  // C[i0:i0+mc, j0:j0+nc] = alpha op(A) op(B) + beta C over the whole depth K,
+  // any mc and nc. ap and bp are scratch for ceil(mc/mr)*mr*min(kc,K) and
+  // min(nc,this->nc)*min(kc,K) floats (nc rounded up to nr), 64-byte aligned.
   void (*tile)(const GemmParams& p, const float* A, const float* B, float* C, int i0, int mc,
                int j0, int nc, float* ap, float* bp);
   // `iters` rounds of independent FMA chains, as many as the registers hold:
