@@ -52,6 +52,9 @@ bool cpu_runs(const GemmVariant& v) {
   const std::string name = v.name;
 #if defined(SCRATCHNET_GEMM_X86)
   // libgcc's answers include the OS check (XGETBV): AVX-512 state is saved.
+  // (Its constructor fills them in; the explicit call covers a gemm that
+  // runs from another static constructor first.)
+  __builtin_cpu_init();
   if (name == "avx512") return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
   if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
