@@ -68,7 +68,7 @@ void run_case(const std::string& variant, bool ta, bool tb, int M, int N, int K,
   naive_gemm(p, A, B, want);
   kernels::gemm_cpu_with(variant, p, A.data(), B.data(), C.data());
   INFO(variant << " trans_a=" << ta << " trans_b=" << tb << " M=" << M << " N=" << N << " K=" << K
-                  << " alpha=" << alpha << " beta=" << beta << " pad=" << pad);
+               << " alpha=" << alpha << " beta=" << beta << " pad=" << pad);
   const double tol = 1e-5 * tolerance_scale(K);
   require_close(C, want, tol, tol, "C");
 }
@@ -81,11 +81,10 @@ TEST_CASE("gemm_cpu matches a naive loop for every transpose combination", "[gem
   // Edges of every register tile (6 x 8, 6 x 16, 12 x 32), of the cache
   // blocks (KC = 256 or 384, NC = 192, 256) and of a one-thread tile (1152
   // rows): one short of a multiple, one over.
-  const int sizes[][3] = {{1, 1, 1},     {7, 7, 7},     {1, 33, 7},    {33, 1, 130},
-                          {130, 7, 33},  {33, 130, 7},  {64, 64, 64},  {130, 131, 129},
-                          {6, 16, 300},  {97, 50, 257}, {12, 32, 256}, {11, 31, 255},
-                          {13, 33, 513}, {95, 511, 20}, {97, 513, 3},  {25, 600, 40},
-                          {5, 70, 385},  {1160, 40, 9}};
+  const int sizes[][3] = {
+      {1, 1, 1},     {7, 7, 7},       {1, 33, 7},   {33, 1, 130},  {130, 7, 33},  {33, 130, 7},
+      {64, 64, 64},  {130, 131, 129}, {6, 16, 300}, {97, 50, 257}, {12, 32, 256}, {11, 31, 255},
+      {13, 33, 513}, {95, 511, 20},   {97, 513, 3}, {25, 600, 40}, {5, 70, 385},  {1160, 40, 9}};
   for (const std::string& variant : kernels::gemm_cpu_variants()) {
     uint64_t seed = 10;
     for (bool ta : {false, true})

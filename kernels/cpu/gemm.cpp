@@ -23,6 +23,8 @@
 // spreads its tiles over the threads; a call from inside a parallel region
 // (conv2d parallelises over the batch and calls this per image) runs serially
 // on the calling thread. Packing buffers are per thread and reused.
+#include "kernels/gemm.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -33,7 +35,6 @@
 
 #include "kernels/cpu/gemm_variants.h"
 #include "kernels/cpu/parallel.h"
-#include "kernels/gemm.h"
 
 namespace scratchnet::kernels {
 
@@ -61,9 +62,9 @@ bool cpu_runs(const GemmVariant& v) {
   return name == "generic";
 }
 
-std::string variant_names() {
+std::string join(const std::vector<std::string>& names) {
   std::string s;
-  for (const GemmVariant* v : kVariants) s += (s.empty() ? "" : ", ") + std::string(v->name);
+  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
   return s;
 }
 
@@ -72,15 +73,13 @@ const GemmVariant& find_variant(const std::string& name, const char* source) {
     if (name != v->name) continue;
     if (!cpu_runs(*v))
       throw ValueError(std::string(source) + ": this CPU cannot run the '" + name +
-                       "' GEMM variant; it runs: " + [] {
-                         std::string s;
-                         for (const auto& n : gemm_cpu_variants()) s += (s.empty() ? "" : ", ") + n;
-                         return s;
-                       }());
+                       "' GEMM variant; it runs: " + join(gemm_cpu_variants()));
     return *v;
   }
+  std::vector<std::string> all;
+  for (const GemmVariant* v : kVariants) all.push_back(v->name);
   throw ValueError(std::string(source) + ": unknown GEMM variant '" + name +
-                   "'; this binary has: " + variant_names());
+                   "'; this binary has: " + join(all));
 }
 
 // Decided once: the CPU does not change, nor (for this process) the environment.
@@ -131,8 +130,7 @@ void scale_c(const GemmParams& p, float* C) {
   }
 }
 
-void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const float* B,
-              float* C) {
+void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const float* B, float* C) {
   require(p.M >= 0 && p.N >= 0 && p.K >= 0, "gemm",
           "sizes must be >= 0, got M=" + std::to_string(p.M) + " N=" + std::to_string(p.N) +
               " K=" + std::to_string(p.K));
@@ -188,8 +186,8 @@ void gemm_cpu(const GemmParams& p, const float* A, const float* B, float* C) {
   gemm_run(chosen_variant(), p, A, B, C);
 }
 
-void gemm_cpu_with(const std::string& variant, const GemmParams& p, const float* A,
-                   const float* B, float* C) {
+void gemm_cpu_with(const std::string& variant, const GemmParams& p, const float* A, const float* B,
+                   float* C) {
   gemm_run(find_variant(variant, "gemm_cpu_with"), p, A, B, C);
 }
 

@@ -244,14 +244,8 @@ double fma_loop(int64_t iters) {
 template <int MR, int NV, int KC, int MC, int NC, int CHAINS>
 constexpr GemmVariant make_variant(const char* name) {
   static_assert(MC % MR == 0 && NC % (NV * Vec::W) == 0, "blocks hold whole micro-panels");
-  return GemmVariant{name,
-                     MR,
-                     NV * Vec::W,
-                     KC,
-                     NC,
-                     MC,
-                     &gemm_tile<MR, NV, KC, NC>,
-                     &fma_loop<CHAINS>};
+  return GemmVariant{
+      name, MR, NV * Vec::W, KC, NC, MC, &gemm_tile<MR, NV, KC, NC>, &fma_loop<CHAINS>};
 }
 
 }  // namespace
