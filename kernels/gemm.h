@@ -6,6 +6,8 @@
 // path exists only as a baseline and is chosen at run time with
 // SCRATCHNET_GEMM=cublas (never the default).
 #pragma once
+#include <vector>
+
 #include "kernels/common.h"
 
 namespace scratchnet::kernels {
@@ -23,6 +25,24 @@ GemmParams gemm_params(bool trans_a, bool trans_b, int M, int N, int K, float al
                        float beta = 0.0f);
 
 void gemm_cpu(const GemmParams& p, const float* A, const float* B, float* C);
+
+// The CPU GEMM's micro-kernel exists in several instruction-set variants,
+// chosen at run time (kernels/cpu/gemm_variants.h): "avx512", "avx2" and
+// "generic" (4-wide SSE/NEON vectors). These are the ones this CPU can run,
+// widest first.
+std::vector<std::string> gemm_cpu_variants();
+// The variant gemm_cpu uses: the widest this CPU runs, or the one named by
+// the environment variable SCRATCHNET_CPU_ISA (read once; a name this binary
+// lacks or this CPU cannot run throws ValueError).
+std::string gemm_cpu_variant();
+// gemm_cpu with a given variant: for tests, which run every variant against
+// the reference, and for the bench.
+void gemm_cpu_with(const std::string& variant, const GemmParams& p, const float* A, const float* B,
+                   float* C);
+// The FP32 peak of one core for a variant's instruction set, from a loop of
+// independent FMAs: runs `iters` rounds on the calling thread and returns the
+// flops done (the caller times it).
+double cpu_fma_loop(const std::string& variant, int64_t iters);
 
 #ifdef SCRATCHNET_WITH_CUDA
 void gemm_cuda(const GemmParams& p, const float* A, const float* B, float* C, Stream stream);

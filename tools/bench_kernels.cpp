@@ -18,6 +18,7 @@
 
 #include "core/cuda.h"
 #include "core/error.h"
+#include "kernels/cpu/threads.h"
 #include "kernels/gemm.h"
 #include "tools/bench_modes.h"
 #include "tools/bench_ops.h"
@@ -114,6 +115,7 @@ struct Bench {
   explicit Bench(const KernelOptions& opt) : o(opt), timer(opt.device) {}
 
   void ceilings();
+  void cpu_peak();
   double cublas_ms(const k::GemmParams& p);
   void time_case(Case& c, const std::string& op, const std::string& model, const std::string& layer,
                  const std::string& shape, int count, const std::string& check);
@@ -172,10 +174,36 @@ void Bench::ceilings() {
     }
 #endif
   } else {
-    Case c = make_gemm_case(k::gemm_params(false, false, 1024, 1024, 1024), d, 4);
-    const Stats t = timer.time(o.warmup, o.repeats, c.passes[0].run, false);
-    gemm_rate = c.passes[0].flops / (t.median * 1e6);
-    report.ceilings.push_back({"gemm_cpu 1024^3", gemm_rate, "GFLOP/s", t});
+    cpu_peak();
+  }
+}
+
+// The CPU's FP32 peak for the GEMM variant in use: a loop of independent FMA
+// chains (kernels::cpu_fma_loop) on one core, then on every thread at once.
+// GEMM rows are compared with the second: the rows run on those threads.
+void Bench::cpu_peak() {
+  const std::string isa = k::gemm_cpu_variant();
+  // ~0.5 GFLOP per call, a few milliseconds: long enough to time, short
+  // enough that on a busy machine some repeats run undisturbed.
+  const int64_t iters = static_cast<int64_t>(5e8 / k::cpu_fma_loop(isa, 1));
+  double one_flops = 0;
+  const Stats t1 = timer.time(
+      o.warmup, o.repeats, [&] { one_flops = k::cpu_fma_loop(isa, iters); }, false);
+  const double one = one_flops / (t1.median * 1e6);
+  report.ceilings.push_back({"FP32 FMA peak, 1 core, " + isa, one, "GFLOP/s", t1});
+  gemm_rate = one;
+  const int threads = k::cpu_threads();
+  if (threads > 1) {
+    const Stats tn = timer.time(
+        o.warmup, o.repeats,
+        [&] {
+#pragma omp parallel num_threads(threads)
+          k::cpu_fma_loop(isa, iters);
+        },
+        false);
+    gemm_rate = threads * one_flops / (tn.median * 1e6);
+    report.ceilings.push_back({"FP32 FMA peak, " + std::to_string(threads) + " threads, " + isa,
+                               gemm_rate, "GFLOP/s", tn});
   }
 }
 

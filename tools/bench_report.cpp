@@ -189,7 +189,8 @@ void write_kernel_report(const KernelReport& r, const std::string& format, std::
   os << "\n";
   print_table(table_cells(r), os);
   os << "\n%ceil: GFLOP/s rows against the GEMM ceiling, GB/s rows against the copy ceiling\n"
-        "  (on the CPU the GEMM ceiling is our own gemm_cpu at 1024^3: a GEMM row can pass it).\n"
+        "  (on the CPU the GEMM ceiling is the FMA peak of the GEMM variant in use, on the\n"
+        "  threads the rows use; SCRATCHNET_CPU_ISA=avx512|avx2|generic chooses the variant).\n"
         "+-: half the p10-p90 spread, in % of the median.\n";
   bool any_cached = false;
   for (const auto& x : r.rows) any_cached = any_cached || x.cache_resident;
