@@ -18,14 +18,17 @@
 #     rank) ends with bitwise one process's weights;
 #   - a failure on the ranks (here: the divergence bound) ends the job with
 #     the rank's message and a non-zero exit, without hanging.
-#   - batch norm (ResNet-18 at 32x32, 2 steps): with --sync-bn the ranks
-#     normalise with the whole batch's statistics, so train and test loss
-#     agree with one process within 1e-4 * max(1, |loss|); without it each
-#     rank normalises with its half, and the losses must differ by more than
-#     1e-3 relative (else this check could not tell the two apart). Weights
-#     are not compared here: at this size a pre-activation sits within 1e-6
-#     of a ReLU's kink, where any rounding difference flips one element's
-#     gradient (seen: one channel of one bias out of 11M weights).
+#   - batch norm (ResNet-18 at 32x32, one step of 24 images at lr 1e-3): with
+#     --sync-bn the ranks normalise with the whole batch's statistics, so the
+#     step's loss (the forward pass at the initial weights) agrees with one
+#     process within 1e-5 * max(1, |loss|), and the test loss after the step
+#     within 1e-4; without it each rank normalises with its half, and the
+#     step's loss must differ by more than 1e-3 relative (else this check
+#     could not tell the two apart). Only one small step: at this size some
+#     pre-activations sit within 1e-6 of a ReLU's kink, where any rounding
+#     difference (another GEMM variant, another sum order) flips one
+#     element's gradient, and training amplifies that; the backward's
+#     arithmetic is checked exactly in tests/test_distributed.cpp instead.
 # The batch (63) does not split evenly: the ranks take 31 and 32 examples,
 # and the last, partial batch (59) 29 and 30.
 #
@@ -73,8 +76,8 @@ if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || ! grep -q "error (rank [01] of 2): tr
 fi
 echo "failing run: exit $rc, $(grep -m1 -o 'error (rank [01] of 2): training diverged' "$out/fail.log")"
 
-bn=(train --model resnet18 --device cpu --resize 32 --train-limit 48 --test-limit 32
-    --batch-size 24 --epochs 1 --lr 0.01 --seed 3)
+bn=(train --model resnet18 --device cpu --resize 32 --train-limit 24 --test-limit 32
+    --batch-size 24 --epochs 1 --lr 0.001 --seed 3)
 run bn_single "$bin" "${bn[@]}" --threads 1 --out "$out/bn_single"
 run bn_sync "${mpirun[@]}" -np 2 "$bin" "${bn[@]}" --sync-bn --check-ranks --out "$out/bn_sync"
 run bn_ranks "${mpirun[@]}" -np 2 "$bin" "${bn[@]}" --check-ranks --out "$out/bn_ranks"
@@ -116,13 +119,14 @@ for s, r in zip(single, ranks):
     print(f"epoch {s['epoch']} test_acc: 1 process {a}, 2 ranks {b} {'ok' if ok else 'MISMATCH'}")
 
 one, sync, per_rank = rows("bn_single")[0], rows("bn_sync")[0], rows("bn_ranks")[0]
-for col in ("train_loss", "test_loss"):
+for col, tol in (("train_loss", 1e-5), ("test_loss", 1e-4)):
     a, b, c = float(one[col]), float(sync[col]), float(per_rank[col])
-    ok = abs(a - b) <= 1e-4 * max(1.0, abs(a))
+    ok = abs(a - b) <= tol * max(1.0, abs(a))
     apart = abs(a - c) > 1e-3 * max(1.0, abs(a))
-    bad |= not ok or not apart
+    bad |= not ok or (col == "train_loss" and not apart)
     print(f"resnet18 {col}: 1 process {a}, 2 ranks --sync-bn {b} {'ok' if ok else 'MISMATCH'}, "
-          f"2 ranks per-rank statistics {c} {'(differs, as it must)' if apart else 'SAME?'}")
+          f"2 ranks per-rank statistics {c}"
+          f"{(' (differs, as it must)' if apart else ' SAME?') if col == 'train_loss' else ''}")
 
 ws, wr, wres = weights("single"), weights("ranks"), weights("resumed")
 if ws.keys() != wr.keys() or not ws:
