@@ -39,7 +39,7 @@ def category(name):
     name says nothing (then the caller looks at the enclosing op)."""
     n = name.lower()
     n = n.replace("autograd::engine::evaluate_function: ", "")
-    n = re.sub(r"\(.*", "", n)           # drop our shapes
+    n = re.sub(r"\s*\([\d, ]*\)\s*$", "", n)   # drop our shapes, keep '1.0(add) add'
     if "conv" in n:
         return "conv"
     if "batch_norm" in n or "batchnorm" in n or re.search(r"\bbn\b", n):
