@@ -24,6 +24,10 @@ void conv2d_forward_cpu(const Conv2dParams& p, const float* x, const float* w, c
 void conv2d_backward_data_cpu(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const float* dy, float* dw,
                                 float* db);
+// Tests only: at most `images` images per CPU GEMM group (0: the kernels'
+// own choice), so the per-image path and short last groups are reachable
+// with small shapes. Not thread-safe; set it between calls.
+void conv2d_cpu_cap_group_images_for_testing(int images);
 
 #ifdef SCRATCHNET_WITH_CUDA
 // Scratch memory the CUDA launchers need (0 if none); the caller provides it.

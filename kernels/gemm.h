@@ -6,6 +6,8 @@
 // path exists only as a baseline and is chosen at run time with
 // SCRATCHNET_GEMM=cublas (never the default).
 #pragma once
+#include <cstddef>
+#include <string>
 #include <vector>
 
 #include "kernels/common.h"
@@ -25,6 +27,18 @@ GemmParams gemm_params(bool trans_a, bool trans_b, int M, int N, int K, float al
                        float beta = 0.0f);
 
 void gemm_cpu(const GemmParams& p, const float* A, const float* B, float* C);
+
+// op(A) packed once for several GEMMs that share it (conv2d's weights over
+// the images of a batch). gemm_cpu_pack_a writes op(A) of p's shape (M, K,
+// trans_a, lda; B, N and C do not matter) into `packed`, which holds
+// gemm_cpu_packed_a_floats(p) floats; gemm_cpu_prepacked_a then computes
+// C = alpha op(A) op(B) + beta C for any N, ldb, ldc, alpha, beta with the
+// same M, K and variant, bit for bit as gemm_cpu. variant "" is gemm_cpu's.
+std::size_t gemm_cpu_packed_a_floats(const GemmParams& p, const std::string& variant = "");
+void gemm_cpu_pack_a(const GemmParams& p, const float* A, float* packed,
+                     const std::string& variant = "");
+void gemm_cpu_prepacked_a(const GemmParams& p, const float* packed, const float* B, float* C,
+                          const std::string& variant = "");
 
 // The CPU GEMM's micro-kernel exists in several instruction-set variants,
 // chosen at run time (kernels/cpu/gemm_variants.h): "avx512", "avx2" and

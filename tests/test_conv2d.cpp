@@ -155,19 +155,37 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
   // inside the GEMMs otherwise, and both paths must agree with the reference.
   const int threads = GENERATE(1, 2, 3);
   const ThreadCount thread_count(threads);
+  // Images per GEMM group: the kernels' choice (several images side by side
+  // when the maps are small), one (the per-image GEMMs), or three (short
+  // last groups).
+  const int group_cap = GENERATE(0, 1, 3);
+  struct GroupCap {
+    explicit GroupCap(int n) { kernels::conv2d_cpu_cap_group_images_for_testing(n); }
+    ~GroupCap() { kernels::conv2d_cpu_cap_group_images_for_testing(0); }
+  } cap(group_cap);
   struct Case {
     int N, C, H, W, K, R, S, stride, pad;
   };
   const Case cases[] = {
-      {3, 1, 28, 28, 6, 5, 5, 1, 2},   {3, 6, 14, 14, 16, 5, 5, 1, 0},
-      {2, 3, 23, 23, 8, 11, 11, 4, 2}, {2, 16, 9, 9, 33, 3, 3, 1, 1},
-      {5, 7, 10, 13, 5, 3, 2, 2, 1},   {1, 64, 6, 6, 70, 3, 3, 1, 1},
+      {3, 1, 28, 28, 6, 5, 5, 1, 2},
+      {3, 6, 14, 14, 16, 5, 5, 1, 0},
+      {2, 3, 23, 23, 8, 11, 11, 4, 2},
+      {2, 16, 9, 9, 33, 3, 3, 1, 1},
+      {5, 7, 10, 13, 5, 3, 2, 2, 1},
+      {1, 64, 6, 6, 70, 3, 3, 1, 1},
+      // ResNet's small maps (3x3, 6x6, a 1x1 stride-2 shortcut) and a
+      // pointwise filter, with enough images to be grouped, N not a multiple
+      // of the group.
+      {11, 16, 3, 3, 20, 3, 3, 1, 1},
+      {7, 12, 6, 6, 13, 3, 3, 1, 1},
+      {9, 8, 7, 7, 12, 1, 1, 2, 0},
+      {6, 8, 4, 4, 6, 1, 1, 1, 0},
   };
   uint64_t seed = 50;
   for (const Case& c : cases) {
-    INFO("threads=" << threads << " N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W
-                    << " K=" << c.K << " R=" << c.R << " S=" << c.S << " stride=" << c.stride
-                    << " pad=" << c.pad);
+    INFO("threads=" << threads << " group_cap=" << group_cap << " N=" << c.N << " C=" << c.C
+                    << " H=" << c.H << " W=" << c.W << " K=" << c.K << " R=" << c.R << " S=" << c.S
+                    << " stride=" << c.stride << " pad=" << c.pad);
     const auto p = kernels::conv2d_params(c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.stride, c.pad);
     const auto x = random_tensor({c.N, c.C, c.H, c.W}, seed++).to_vector();
     const auto w = random_tensor({c.K, c.C, c.R, c.S}, seed++).to_vector();

@@ -2,7 +2,9 @@
 // transpose combinations, alpha and beta, odd sizes that cross the blocking
 // edges, and leading dimensions larger than the packed row length. Every
 // instruction-set variant of the micro-kernel this CPU runs (avx512, avx2,
-// generic: kernels/cpu/gemm_variants.h) goes through the same cases.
+// generic: kernels/cpu/gemm_variants.h) goes through the same cases, once
+// through gemm_cpu and once with op(A) packed beforehand (gemm_cpu_pack_a +
+// gemm_cpu_prepacked_a), which must give the same bits.
 //
 // Tolerance rule: |got - want| <= atol + rtol*|want| with
 // atol = rtol = 1e-5 * sqrt(K/16 + 1). Operands are uniform in [-1, 1); each
@@ -71,6 +73,14 @@ void run_case(const std::string& variant, bool ta, bool tb, int M, int N, int K,
                << " alpha=" << alpha << " beta=" << beta << " pad=" << pad);
   const double tol = 1e-5 * tolerance_scale(K);
   require_close(C, want, tol, tol, "C");
+
+  // The same product with op(A) packed beforehand (conv2d's weights): the
+  // same packed values through the same tiles, so the same bits.
+  std::vector<float> C2 = random_vec(static_cast<std::size_t>(M) * p.ldc, seed + 2);
+  std::vector<float> packed(kernels::gemm_cpu_packed_a_floats(p, variant));
+  kernels::gemm_cpu_pack_a(p, A.data(), packed.data(), variant);
+  kernels::gemm_cpu_prepacked_a(p, packed.data(), B.data(), C2.data(), variant);
+  CHECK(C2 == C);
 }
 
 }  // namespace

@@ -10,11 +10,26 @@
 //                    db  += Σ_n Σ_pq dy_n
 // A 1x1 filter with stride 1 and no padding needs no columns: col_n is x_n.
 //
-// Threading: with enough images for every thread, the batch is the
-// parallel loop (each thread builds its images' columns in its own scratch
+// Groups of images: with small output maps (ResNet's 6x6 and 3x3 at 96 px)
+// one image's GEMM has 36 or 9 columns, less than one 32-wide register tile,
+// and the whole weight matrix is packed (forward, data gradient) or dw read
+// and written (weight gradient) for that handful of columns: the copies cost
+// more than the arithmetic. So the unit of work is a group of G images whose
+// columns lie side by side, col (CRS, G*PQ), with G chosen for about
+// kGroupColumns columns; the forward writes its (K, G*PQ) product to scratch
+// and scatters it to y, and the gradients gather dy the same way. G = 1 (the
+// plain per-image GEMMs) wherever PQ is large enough.
+//
+// The weights are packed for the GEMM once per call (kernels/gemm.h,
+// gemm_cpu_pack_a), not once per image or group as a plain gemm_cpu call
+// would: on 3x3 maps that re-packing, 9 MiB of w per group, cost about as
+// much as the group's arithmetic.
+//
+// Threading: with enough groups for every thread, the groups are the
+// parallel loop (each thread builds its group's columns in its own scratch
 // and runs serial GEMMs; the weight gradient goes to per-thread partial sums
 // added up at the end, in a fixed order, so results do not depend on timing).
-// With fewer images (inference on one picture) the images run in turn and each
+// With fewer (inference on one picture) the groups run in turn and each
 // GEMM spreads over the threads instead. Scratch buffers are thread_local and
 // grow to the largest layer seen, so a training step allocates nothing.
 #include "kernels/conv2d.h"
@@ -35,9 +50,11 @@ namespace scratchnet::kernels {
 namespace {
 
 struct Scratch {
-  std::vector<float> col;      // CRS x PQ columns of one image (or their transpose)
+  std::vector<float> col;      // CRS x G*PQ columns of a group (or their transpose)
   std::vector<float> padded;   // one image with its zero border
   std::vector<float> partial;  // this thread's share of dw (K x CRS) then db (K)
+  std::vector<float> kpq;      // K x G*PQ: a group's y before its scatter, or its dy
+  std::vector<float> wpack;    // w (or wᵀ) packed for the GEMM, by the calling thread
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -61,13 +78,36 @@ bool is_pointwise(const Conv2dParams& p) {
   return p.R == 1 && p.S == 1 && p.stride == 1 && p.pad == 0;
 }
 
-// Threads for the batch loop: all of them when the images share out evenly
+// Columns a group of images aims for: a few 32-wide register tiles per
+// packed weight panel, and a weight-gradient depth long enough that dw's
+// loads and stores are a small part of each micro-kernel call.
+constexpr int kGroupColumns = 256;
+int g_group_cap = 0;  // tests only: conv2d_cpu_cap_group_images_for_testing
+
+// How the batch is cut: `group` images per GEMM (the last group may be
+// short), `groups` groups, `threads` for the loop over the groups.
+struct Plan {
+  int group, groups, threads;
+};
+
+// Threads for the group loop: all of them when the groups share out evenly
 // enough (a whole number each, or several each so the last round matters
 // little), else 1, and the GEMMs inside parallelise themselves.
-int batch_threads(const Conv2dParams& p) {
-  if (omp_in_parallel()) return 1;
-  const int t = omp_get_max_threads();
-  return p.N % t == 0 || p.N >= 4 * t ? t : 1;
+Plan plan(const Conv2dParams& p) {
+  const int t = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int pq = p.P * p.Q;
+  int g = 1;
+  if (!is_pointwise(p) && pq < kGroupColumns) {
+    g = std::min(p.N, (kGroupColumns + pq - 1) / pq);
+    // As many groups as a multiple of the threads, so that none idles.
+    int groups = (p.N + g - 1) / g;
+    groups = std::min(p.N, (groups + t - 1) / t * t);
+    g = (p.N + groups - 1) / groups;
+  }
+  if (g_group_cap > 0) g = std::min(g, g_group_cap);
+  const int groups = (p.N + g - 1) / g;
+  const int threads = t > 1 && (groups % t == 0 || groups >= 4 * t) ? t : 1;
+  return {g, groups, threads};
 }
 
 // The output columns [lo, hi) whose input column ow*stride - pad + s lies in
@@ -119,22 +159,27 @@ void add_row_sums(const float* m, int rows, int len, float* out) {
   }
 }
 
-// col (CRS, PQ) from one image x (C, H, W): row (c, r, s) is the input seen
-// through tap (c, r, s) at every output position.
-void im2col(const Conv2dParams& p, const float* x, float* col) {
+// col (CRS, PQ) from one image x (C, H, W), rows ld apart: row (c, r, s) is
+// the input seen through tap (c, r, s) at every output position.
+void im2col(const Conv2dParams& p, const float* x, float* col, long ld) {
   const float* xp = padded(p, x, false);
   const int Hp = p.H + 2 * p.pad, Wp = p.W + 2 * p.pad;
-  for (int c = 0; c < p.C; ++c)
-    for (int r = 0; r < p.R; ++r)
-      for (int s = 0; s < p.S; ++s) {
-        float* out = col + ((static_cast<long>(c) * p.R + r) * p.S + s) * p.P * p.Q;
-        for (int oh = 0; oh < p.P; ++oh, out += p.Q) {
-          const float* in = xp + (static_cast<long>(c) * Hp + oh * p.stride + r) * Wp + s;
-          if (p.stride == 1) {  // a plain copy, which the compiler vectorises
-            for (int ow = 0; ow < p.Q; ++ow) out[ow] = in[ow];
-          } else {
-            for (int ow = 0; ow < p.Q; ++ow) out[ow] = in[ow * p.stride];
-          }
+  // The shape in locals and restrict pointers: the compiler then keeps the
+  // loop bounds in registers and copies without a run-time overlap check
+  // (with maps of 3 to 12 columns that check and the scalar fallback it
+  // guards were most of the time).
+  const int C = p.C, R = p.R, S = p.S, P = p.P, Q = p.Q, st = p.stride;
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < R; ++r)
+      for (int s = 0; s < S; ++s) {
+        float* __restrict out = col + ((static_cast<long>(c) * R + r) * S + s) * ld;
+        const float* __restrict in = xp + (static_cast<long>(c) * Hp + r) * Wp + s;
+        if (st == 1) {
+          for (int oh = 0; oh < P; ++oh, out += Q, in += Wp)
+            for (int ow = 0; ow < Q; ++ow) out[ow] = in[ow];
+        } else {
+          for (int oh = 0; oh < P; ++oh, out += Q, in += static_cast<long>(st) * Wp)
+            for (int ow = 0; ow < Q; ++ow) out[ow] = in[ow * st];
         }
       }
 }
@@ -145,127 +190,191 @@ void im2col(const Conv2dParams& p, const float* x, float* col) {
 void im2col_transposed(const Conv2dParams& p, const float* x, float* colt) {
   const float* xp = padded(p, x, true);
   const int Hp = p.H + 2 * p.pad, Wp = p.W + 2 * p.pad;
-  // Filter rows of up to 8 taps (3x3, 5x5, 7x7) move as one 8-float copy:
-  // the surplus lands where the next row is about to be written, or in the
-  // slack of colt, and the source over-read stays inside xp's slack.
-  const bool short_rows = p.S <= 8;
-  float* out = colt;
-  for (int oh = 0; oh < p.P; ++oh)
-    for (int ow = 0; ow < p.Q; ++ow)
-      for (int c = 0; c < p.C; ++c)
-        for (int r = 0; r < p.R; ++r, out += p.S) {
-          const float* in =
-              xp + (static_cast<long>(c) * Hp + oh * p.stride + r) * Wp + ow * p.stride;
-          if (short_rows) {
-            std::memcpy(out, in, 8 * sizeof(float));
-          } else {
-            for (int s = 0; s < p.S; ++s) out[s] = in[s];
-          }
+  const int C = p.C, R = p.R, S = p.S, P = p.P, Q = p.Q, st = p.stride;
+  const long plane = static_cast<long>(Hp) * Wp;
+  float* __restrict out = colt;
+  for (int oh = 0; oh < P; ++oh)
+    for (int ow = 0; ow < Q; ++ow) {
+      const float* window = xp + static_cast<long>(oh) * st * Wp + static_cast<long>(ow) * st;
+      if (S <= 8) {
+        // Filter rows of up to 8 taps (3x3, 5x5, 7x7) move as one 8-float
+        // copy: the surplus lands where the next row is about to be written,
+        // or in the slack of colt, and the source over-read stays inside
+        // xp's slack.
+        for (int c = 0; c < C; ++c) {
+          const float* in = window + c * plane;
+          for (int r = 0; r < R; ++r, out += S, in += Wp) std::memcpy(out, in, 8 * sizeof(float));
         }
+      } else {
+        for (int c = 0; c < C; ++c) {
+          const float* in = window + c * plane;
+          for (int r = 0; r < R; ++r, out += S, in += Wp)
+            for (int s = 0; s < S; ++s) out[s] = in[s];
+        }
+      }
+    }
 }
 
-// dx (C, H, W) += the columns col (CRS, PQ) scattered back to their pixels.
-void col2im(const Conv2dParams& p, const float* col, float* dx) {
-  const long PQ = static_cast<long>(p.P) * p.Q;
-  for (int c = 0; c < p.C; ++c)
-    for (int r = 0; r < p.R; ++r)
-      for (int s = 0; s < p.S; ++s) {
-        const float* row = col + ((static_cast<long>(c) * p.R + r) * p.S + s) * PQ;
-        const Span q = valid_outputs(p.pad, s, p.stride, p.W, p.Q);
+// dx (C, H, W) += the columns col (CRS, PQ), rows ld apart, scattered back to
+// their pixels.
+void col2im(const Conv2dParams& p, const float* col, long ld, float* dx) {
+  const int C = p.C, R = p.R, S = p.S, P = p.P, Q = p.Q, H = p.H, W = p.W, st = p.stride;
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < R; ++r)
+      for (int s = 0; s < S; ++s) {
+        const float* row = col + ((static_cast<long>(c) * R + r) * S + s) * ld;
+        const Span q = valid_outputs(p.pad, s, st, W, Q);
         const int off = s - p.pad;
-        for (int oh = 0; oh < p.P; ++oh) {
-          const int ih = oh * p.stride - p.pad + r;
-          if (ih < 0 || ih >= p.H) continue;
-          const float* in = row + static_cast<long>(oh) * p.Q;
-          float* out = dx + (static_cast<long>(c) * p.H + ih) * p.W;
-          if (p.stride == 1) {  // contiguous: lets the compiler vectorise
+        for (int oh = 0; oh < P; ++oh) {
+          const int ih = oh * st - p.pad + r;
+          if (ih < 0 || ih >= H) continue;
+          const float* __restrict in = row + static_cast<long>(oh) * Q;
+          float* __restrict out = dx + (static_cast<long>(c) * H + ih) * W;
+          if (st == 1) {  // contiguous: lets the compiler vectorise
             for (int ow = q.lo; ow < q.hi; ++ow) out[ow + off] += in[ow];
           } else {
-            for (int ow = q.lo; ow < q.hi; ++ow) out[ow * p.stride + off] += in[ow];
+            for (int ow = q.lo; ow < q.hi; ++ow) out[ow * st + off] += in[ow];
           }
         }
       }
 }
 
-// The columns of image n: x_n itself for a pointwise filter, else built in scratch.
-const float* columns(const Conv2dParams& p, const float* x, int n) {
-  const float* xn = x + static_cast<long>(n) * p.C * p.H * p.W;
-  if (is_pointwise(p)) return xn;
-  float* col = grow(scratch().col, static_cast<std::size_t>(p.C) * p.R * p.S * p.P * p.Q);
-  im2col(p, xn, col);
-  return col;
+// dy of images [n0, n0+g) side by side, (K, g*PQ): the layout of a group's
+// GEMM. With one image that is dy_n itself.
+const float* gather_dy(const Conv2dParams& p, const float* dy, int n0, int g) {
+  const long PQ = static_cast<long>(p.P) * p.Q;
+  const float* first = dy + static_cast<long>(n0) * p.K * PQ;
+  if (g == 1) return first;
+  float* out = grow(scratch().kpq, static_cast<std::size_t>(p.K) * g * PQ);
+  for (int i = 0; i < g; ++i)
+    for (int k = 0; k < p.K; ++k)
+      std::copy_n(first + (static_cast<long>(i) * p.K + k) * PQ, PQ, out + (k * g + i) * PQ);
+  return out;
 }
 
-// dw (K, CRS) += dy_n · col_nᵀ and db (K) += row sums of dy_n, for image n.
-void accumulate_weight_grad(const Conv2dParams& p, const float* x, const float* dy, int n,
-                            float* dw, float* db) {
-  const int CRS = p.C * p.R * p.S, PQ = p.P * p.Q;
-  const float* dyn = dy + static_cast<long>(n) * p.K * PQ;
-  const float* xn = x + static_cast<long>(n) * p.C * p.H * p.W;
-  if (is_pointwise(p)) {
-    // col_n is x_n (C x PQ): GEMM's own packing does the transpose.
-    gemm_cpu(gemm_params(false, true, p.K, CRS, PQ, 1.0f, 1.0f), dyn, xn, dw);
-  } else {
-    float* colt = grow(scratch().col, static_cast<std::size_t>(CRS) * PQ + kSlack);
-    im2col_transposed(p, xn, colt);
-    gemm_cpu(gemm_params(false, false, p.K, CRS, PQ, 1.0f, 1.0f), dyn, colt, dw);
+// y for images [n0, n0+g): one GEMM over the group's columns.
+void forward_group(const Conv2dParams& p, const float* x, const float* wp, const float* b, float* y,
+                   int n0, int g) {
+  const int CRS = p.C * p.R * p.S;
+  const long PQ = static_cast<long>(p.P) * p.Q, ld = g * PQ;
+  const long image = static_cast<long>(p.C) * p.H * p.W;
+  float* yn = y + static_cast<long>(n0) * p.K * PQ;
+  const float* col = x + static_cast<long>(n0) * image;  // a pointwise filter's columns: x_n itself
+  if (!is_pointwise(p)) {
+    float* c = grow(scratch().col, static_cast<std::size_t>(CRS) * ld);
+    for (int i = 0; i < g; ++i) im2col(p, x + (n0 + i) * image, c + i * PQ, ld);
+    col = c;
   }
-  if (db) add_row_sums(dyn, p.K, PQ, db);
+  if (g == 1) {
+    gemm_cpu_prepacked_a(gemm_params(false, false, p.K, PQ, CRS), wp, col, yn);
+    if (b)
+      for (int k = 0; k < p.K; ++k) {
+        float* row = yn + k * PQ;
+        for (long i = 0; i < PQ; ++i) row[i] += b[k];
+      }
+    return;
+  }
+  float* out = grow(scratch().kpq, static_cast<std::size_t>(p.K) * ld);
+  gemm_cpu_prepacked_a(gemm_params(false, false, p.K, ld, CRS), wp, col, out);
+  for (int i = 0; i < g; ++i)
+    for (int k = 0; k < p.K; ++k) {
+      const float* __restrict src = out + k * ld + i * PQ;
+      float* __restrict dst = yn + (static_cast<long>(i) * p.K + k) * PQ;
+      const float bk = b ? b[k] : 0.0f;
+      for (long j = 0; j < PQ; ++j) dst[j] = src[j] + bk;
+    }
+}
+
+// dx of images [n0, n0+g) += col2im(wᵀ · dy_group).
+void backward_data_group(const Conv2dParams& p, const float* dy, const float* wtp, float* dx,
+                         int n0, int g) {
+  const int CRS = p.C * p.R * p.S;
+  const long PQ = static_cast<long>(p.P) * p.Q, ld = g * PQ;
+  const long image = static_cast<long>(p.C) * p.H * p.W;
+  if (is_pointwise(p)) {  // g == 1: the columns are dx_n itself, accumulate into it
+    gemm_cpu_prepacked_a(gemm_params(true, false, CRS, PQ, p.K, 1.0f, 1.0f), wtp,
+                         dy + static_cast<long>(n0) * p.K * PQ, dx + static_cast<long>(n0) * image);
+    return;
+  }
+  const float* dyg = gather_dy(p, dy, n0, g);
+  float* col = grow(scratch().col, static_cast<std::size_t>(CRS) * ld);
+  gemm_cpu_prepacked_a(gemm_params(true, false, CRS, ld, p.K), wtp, dyg, col);
+  for (int i = 0; i < g; ++i) col2im(p, col + i * PQ, ld, dx + (n0 + i) * image);
+}
+
+// dw (K, CRS) += dy_group · col_groupᵀ and db (K) += row sums of dy_group.
+void accumulate_weight_grad(const Conv2dParams& p, const float* x, const float* dy, int n0, int g,
+                            float* dw, float* db) {
+  const int CRS = p.C * p.R * p.S;
+  const long PQ = static_cast<long>(p.P) * p.Q, ld = g * PQ;
+  const long image = static_cast<long>(p.C) * p.H * p.W;
+  const float* dyg = gather_dy(p, dy, n0, g);
+  if (is_pointwise(p)) {
+    // g == 1, col_n is x_n (C x PQ): GEMM's own packing does the transpose.
+    gemm_cpu(gemm_params(false, true, p.K, CRS, PQ, 1.0f, 1.0f), dyg,
+             x + static_cast<long>(n0) * image, dw);
+  } else {
+    // The images' colᵀ (PQ, CRS) one after another are the group's (g*PQ, CRS).
+    float* colt = grow(scratch().col, static_cast<std::size_t>(CRS) * ld + kSlack);
+    for (int i = 0; i < g; ++i) im2col_transposed(p, x + (n0 + i) * image, colt + i * PQ * CRS);
+    gemm_cpu(gemm_params(false, false, p.K, CRS, ld, 1.0f, 1.0f), dyg, colt, dw);
+  }
+  if (db) add_row_sums(dyg, p.K, ld, db);
+}
+
+// Images of group i.
+int group_size(const Conv2dParams& p, const Plan& pl, int i) {
+  return std::min(pl.group, p.N - i * pl.group);
+}
+
+// w as the GEMMs of this call take it, packed once by the calling thread and
+// read by every thread: op(A) = w (K, CRS) for the forward, wᵀ (CRS, K) for
+// the data gradient.
+const float* pack_weights(const Conv2dParams& p, const float* w, bool transposed) {
+  const int CRS = p.C * p.R * p.S;
+  const GemmParams g =
+      transposed ? gemm_params(true, false, CRS, 1, p.K) : gemm_params(false, false, p.K, 1, CRS);
+  float* packed = grow(scratch().wpack, gemm_cpu_packed_a_floats(g));
+  gemm_cpu_pack_a(g, w, packed);
+  return packed;
 }
 
 }  // namespace
 
+void conv2d_cpu_cap_group_images_for_testing(int images) {
+  g_group_cap = images;
+}
+
 void conv2d_forward_cpu(const Conv2dParams& p, const float* x, const float* w, const float* b,
                         float* y) {
-  const int CRS = p.C * p.R * p.S, PQ = p.P * p.Q;
-  const auto g = gemm_params(false, false, p.K, PQ, CRS);
-  const int threads = batch_threads(p);
+  const Plan pl = plan(p);
+  const float* wp = pack_weights(p, w, false);
   RegionErrors errors;
-#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
-  for (int n = 0; n < p.N; ++n) {
-    errors.run([&] {
-      float* yn = y + static_cast<long>(n) * p.K * PQ;
-      gemm_cpu(g, w, columns(p, x, n), yn);
-      if (b) {
-        for (int k = 0; k < p.K; ++k) {
-          float* row = yn + static_cast<long>(k) * PQ;
-          for (int i = 0; i < PQ; ++i) row[i] += b[k];
-        }
-      }
-    });
-  }
+#pragma omp parallel for schedule(dynamic) num_threads(pl.threads) if (pl.threads > 1)
+  for (int i = 0; i < pl.groups; ++i)
+    errors.run([&] { forward_group(p, x, wp, b, y, i * pl.group, group_size(p, pl, i)); });
   errors.rethrow();
 }
 
 void conv2d_backward_data_cpu(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-  const int CRS = p.C * p.R * p.S, PQ = p.P * p.Q;
-  const long image = static_cast<long>(p.C) * p.H * p.W;
-  const int threads = batch_threads(p);
+  const Plan pl = plan(p);
+  const float* wtp = pack_weights(p, w, true);
   RegionErrors errors;
-#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
-  for (int n = 0; n < p.N; ++n) {
-    errors.run([&] {
-      const float* dyn = dy + static_cast<long>(n) * p.K * PQ;
-      if (is_pointwise(p)) {
-        // The columns are dx_n itself: accumulate straight into it.
-        gemm_cpu(gemm_params(true, false, CRS, PQ, p.K, 1.0f, 1.0f), w, dyn, dx + n * image);
-      } else {
-        float* col = grow(scratch().col, static_cast<std::size_t>(CRS) * PQ);
-        gemm_cpu(gemm_params(true, false, CRS, PQ, p.K), w, dyn, col);
-        col2im(p, col, dx + n * image);
-      }
-    });
-  }
+#pragma omp parallel for schedule(dynamic) num_threads(pl.threads) if (pl.threads > 1)
+  for (int i = 0; i < pl.groups; ++i)
+    errors.run([&] { backward_data_group(p, dy, wtp, dx, i * pl.group, group_size(p, pl, i)); });
   errors.rethrow();
 }
 
 void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const float* dy, float* dw,
                                 float* db) {
-  const int threads = batch_threads(p);
-  if (threads == 1) {
-    for (int n = 0; n < p.N; ++n) accumulate_weight_grad(p, x, dy, n, dw, db);
+  const Plan pl = plan(p);
+  if (pl.threads == 1) {
+    for (int i = 0; i < pl.groups; ++i)
+      accumulate_weight_grad(p, x, dy, i * pl.group, group_size(p, pl, i), dw, db);
     return;
   }
+  const int threads = pl.threads;
   const long wsize = static_cast<long>(p.K) * p.C * p.R * p.S;
   const long total = wsize + p.K;  // dw then db in one partial buffer
   std::vector<float*> partials(threads, nullptr);
@@ -278,11 +387,14 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
       std::fill(mine, mine + total, 0.0f);
       partials[omp_get_thread_num()] = mine;
     });
-    // static: each thread's set of images, and so the rounding, is fixed.
+    // static: each thread's set of groups, and so the rounding, is fixed.
 #pragma omp for schedule(static)
-    for (int n = 0; n < p.N; ++n) {
+    for (int i = 0; i < pl.groups; ++i) {
       if (mine)
-        errors.run([&] { accumulate_weight_grad(p, x, dy, n, mine, db ? mine + wsize : nullptr); });
+        errors.run([&] {
+          accumulate_weight_grad(p, x, dy, i * pl.group, group_size(p, pl, i), mine,
+                                 db ? mine + wsize : nullptr);
+        });
     }
     // After the implicit barrier above every partial is complete; on an error
     // dw and db are left as they were.

@@ -19,6 +19,12 @@
 // one on a bigger CPU). The driver here only cuts tiles, owns the scratch and
 // the threads, and is compiled like the rest of the engine.
 //
+// Pre-packed A: gemm_cpu_pack_a packs op(A) whole, as the tiles would slice
+// by slice, and gemm_cpu_prepacked_a runs tiles that read it instead of
+// packing: conv2d packs its weights once per call instead of once per
+// image or group (re-packing 9 MiB of weights per small GEMM cost as much as
+// the arithmetic on ResNet's 3x3 maps).
+//
 // Threading: a call from outside any OpenMP region, big enough to pay for it,
 // spreads its tiles over the threads; a call from inside a parallel region
 // (conv2d parallelises over the batch and calls this per image) runs serially
@@ -112,14 +118,14 @@ PackBuffers& pack_buffers() {
 }
 
 void run_tile(const GemmVariant& v, const GemmParams& p, const float* A, const float* B, float* C,
-              int i0, int mc, int j0, int nc) {
+              int i0, int mc, int j0, int nc, const float* a_packed) {
   PackBuffers& buf = pack_buffers();
   const std::size_t kc = std::min(v.kc, p.K);
   const std::size_t mc_pad = (mc + v.mr - 1) / v.mr * v.mr;
   const std::size_t nb_pad = (std::min(nc, v.nc) + v.nr - 1) / v.nr * v.nr;
-  float* ap = PackBuffers::aligned(buf.a, mc_pad * kc);
+  float* ap = a_packed ? nullptr : PackBuffers::aligned(buf.a, mc_pad * kc);
   float* bp = PackBuffers::aligned(buf.b, nb_pad * kc);
-  v.tile(p, A, B, C, i0, mc, j0, nc, ap, bp);
+  v.tile(p, A, B, C, i0, mc, j0, nc, ap, bp, a_packed);
 }
 
 // K == 0 (or alpha == 0): C = beta * C, nothing to multiply.
@@ -130,7 +136,9 @@ void scale_c(const GemmParams& p, float* C) {
   }
 }
 
-void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const float* B, float* C) {
+// a_packed: op(A) packed whole by v.pack_a, or nullptr (each tile packs A).
+void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const float* B, float* C,
+              const float* a_packed = nullptr) {
   require(p.M >= 0 && p.N >= 0 && p.K >= 0, "gemm",
           "sizes must be >= 0, got M=" + std::to_string(p.M) + " N=" + std::to_string(p.N) +
               " K=" + std::to_string(p.K));
@@ -165,7 +173,7 @@ void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const f
   if (threads == 1) {
     for (int t = 0; t < tiles; ++t) {
       const int i0 = (t / n_tiles) * mc, j0 = (t % n_tiles) * nc;
-      run_tile(v, p, A, B, C, i0, std::min(mc, p.M - i0), j0, std::min(nc, p.N - j0));
+      run_tile(v, p, A, B, C, i0, std::min(mc, p.M - i0), j0, std::min(nc, p.N - j0), a_packed);
     }
     return;
   }
@@ -174,7 +182,7 @@ void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const f
   for (int t = 0; t < tiles; ++t) {
     errors.run([&] {
       const int i0 = (t / n_tiles) * mc, j0 = (t % n_tiles) * nc;
-      run_tile(v, p, A, B, C, i0, std::min(mc, p.M - i0), j0, std::min(nc, p.N - j0));
+      run_tile(v, p, A, B, C, i0, std::min(mc, p.M - i0), j0, std::min(nc, p.N - j0), a_packed);
     });
   }
   errors.rethrow();
@@ -189,6 +197,28 @@ void gemm_cpu(const GemmParams& p, const float* A, const float* B, float* C) {
 void gemm_cpu_with(const std::string& variant, const GemmParams& p, const float* A, const float* B,
                    float* C) {
   gemm_run(find_variant(variant, "gemm_cpu_with"), p, A, B, C);
+}
+
+namespace {
+const GemmVariant& variant_or_chosen(const std::string& variant) {
+  return variant.empty() ? chosen_variant() : find_variant(variant, "gemm_cpu_pack_a");
+}
+}  // namespace
+
+std::size_t gemm_cpu_packed_a_floats(const GemmParams& p, const std::string& variant) {
+  const GemmVariant& v = variant_or_chosen(variant);
+  return static_cast<std::size_t>((p.M + v.mr - 1) / v.mr) * v.mr * std::max(p.K, 0);
+}
+
+void gemm_cpu_pack_a(const GemmParams& p, const float* A, float* packed,
+                     const std::string& variant) {
+  if (p.M <= 0 || p.K <= 0) return;
+  variant_or_chosen(variant).pack_a(p, A, packed);
+}
+
+void gemm_cpu_prepacked_a(const GemmParams& p, const float* packed, const float* B, float* C,
+                          const std::string& variant) {
+  gemm_run(variant_or_chosen(variant), p, nullptr, B, C, packed);
 }
 
 std::vector<std::string> gemm_cpu_variants() {

@@ -177,8 +177,9 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
 // C[i0:i0+mc, j0:j0+nc] over the full depth K (GemmVariant::tile).
 template <int MR, int NV, int KC, int NC>
 void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, int i0, int mc,
-               int j0, int nc, float* ap, float* bp) {
+               int j0, int nc, float* ap, float* bp, const float* a_packed) {
   constexpr int NR = NV * Vec::W;
+  const long m_pad = static_cast<long>(p.M + MR - 1) / MR * MR;
   // With only a few A panels, each packed B value would be used only a few
   // times: the copy would cost about as much as the arithmetic (conv2d at
   // LeNet's sizes). Then whole NR-column panels of an untransposed B are read
@@ -188,8 +189,13 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
     const int kc = imin(KC, p.K - k0);
     // The first slice applies beta; later ones add to what it wrote.
     const float beta = k0 == 0 ? p.beta : 1.0f;
-    // All the tile's rows at once: packed once, used for every column block.
-    pack_a<MR>(p, A, i0, mc, k0, kc, ap);
+    // All the tile's rows at once: packed once, used for every column block
+    // (or found in the caller's packing of the whole of A).
+    const float* a_slice = ap;
+    if (a_packed)
+      a_slice = a_packed + static_cast<long>(k0) * m_pad + static_cast<long>(i0) * kc;
+    else
+      pack_a<MR>(p, A, i0, mc, k0, kc, ap);
     for (int jb = 0; jb < nc; jb += NC) {
       const int nb = imin(NC, nc - jb), full_nb = nb / NR * NR;
       if (!b_in_place)
@@ -198,7 +204,7 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
         pack_b<NR>(p, B, k0, kc, j0 + jb + full_nb, nb - full_nb,
                    bp + static_cast<long>(full_nb) * kc);
       for (int ip = 0; ip < mc; ip += MR) {
-        const float* a = ap + static_cast<long>(ip) * kc;
+        const float* a = a_slice + static_cast<long>(ip) * kc;
         float* c = C + static_cast<long>(i0 + ip) * p.ldc + j0 + jb;
         for (int jp = 0; jp < nb; jp += NR) {
           const bool direct = b_in_place && jp < full_nb;
@@ -210,6 +216,14 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
       }
     }
   }
+}
+
+// The whole of op(A), slice by slice (GemmVariant::pack_a).
+template <int MR, int KC>
+void pack_a_whole(const GemmParams& p, const float* A, float* dst) {
+  const long m_pad = static_cast<long>(p.M + MR - 1) / MR * MR;
+  for (int k0 = 0; k0 < p.K; k0 += KC)
+    pack_a<MR>(p, A, 0, p.M, k0, imin(KC, p.K - k0), dst + static_cast<long>(k0) * m_pad);
 }
 
 // CHAINS independent accumulators, each x = x * m + a per round: more chains
@@ -244,8 +258,15 @@ double fma_loop(int64_t iters) {
 template <int MR, int NV, int KC, int MC, int NC, int CHAINS>
 constexpr GemmVariant make_variant(const char* name) {
   static_assert(MC % MR == 0 && NC % (NV * Vec::W) == 0, "blocks hold whole micro-panels");
-  return GemmVariant{
-      name, MR, NV * Vec::W, KC, NC, MC, &gemm_tile<MR, NV, KC, NC>, &fma_loop<CHAINS>};
+  return GemmVariant{name,
+                     MR,
+                     NV * Vec::W,
+                     KC,
+                     NC,
+                     MC,
+                     &gemm_tile<MR, NV, KC, NC>,
+                     &pack_a_whole<MR, KC>,
+                     &fma_loop<CHAINS>};
 }
 
 }  // namespace

@@ -23,8 +23,14 @@ struct GemmVariant {
   // C[i0:i0+mc, j0:j0+nc] = alpha op(A) op(B) + beta C over the whole depth K,
   // any mc and nc. ap and bp are scratch for ceil(mc/mr)*mr*min(kc,K) and
   // min(nc,this->nc)*min(kc,K) floats (nc rounded up to nr), 64-byte aligned.
+  // a_packed: op(A) already packed whole by pack_a (nullptr: pack it here,
+  // into ap).
   void (*tile)(const GemmParams& p, const float* A, const float* B, float* C, int i0, int mc,
-               int j0, int nc, float* ap, float* bp);
+               int j0, int nc, float* ap, float* bp, const float* a_packed);
+  // All of op(A) (M x K) into dst, ceil(M/mr)*mr*K floats: for each depth
+  // slice of kc, the panels tile() would pack for rows [0, M), so a tile of
+  // rows i0 (a multiple of mr) finds its slice k0 at dst + k0*Mpad + i0*kc.
+  void (*pack_a)(const GemmParams& p, const float* A, float* dst);
   // `iters` rounds of independent FMA chains, as many as the registers hold:
   // the core's peak FP32 rate for this instruction set. Returns the flops done.
   double (*fma_loop)(int64_t iters);
