@@ -114,6 +114,7 @@ struct ForwardOp {
   bool relu;
   int CRS, RS, PQ;
   int64_t CHW, KPQ;
+  FastDiv by_rs, by_s, by_pq, by_q;
 
   struct Row {
     int kr;
@@ -131,7 +132,7 @@ struct ForwardOp {
   __device__ Col b_col(int j, int ncols) const {
     Col c{x, 0, 0, j < ncols};
     if (c.ok) {
-      const int n = j / PQ, pq = j - n * PQ, oh = pq / p.Q, ow = pq - oh * p.Q;
+      const int n = by_pq.div(j), pq = j - n * PQ, oh = by_q.div(pq), ow = pq - oh * p.Q;
       c.xn = x + n * CHW;
       c.h0 = oh * p.stride - p.pad;
       c.w0 = ow * p.stride - p.pad;
@@ -140,7 +141,7 @@ struct ForwardOp {
   }
   __device__ float b_at(const Col& c, int kr, int kend) const {
     if (!c.ok || kr >= kend) return 0.0f;
-    const int ci = kr / RS, rs = kr - ci * RS, r = rs / p.S, s = rs - r * p.S;
+    const int ci = by_rs.div(kr), rs = kr - ci * RS, r = by_s.div(rs), s = rs - r * p.S;
     const int h = c.h0 + r, wi = c.w0 + s;
     if (static_cast<unsigned>(h) >= static_cast<unsigned>(p.H) ||
         static_cast<unsigned>(wi) >= static_cast<unsigned>(p.W))
@@ -148,7 +149,7 @@ struct ForwardOp {
     return __ldg(c.xn + (ci * p.H + h) * p.W + wi);
   }
   __device__ float* out_col(int j) const {
-    const int n = j / PQ;
+    const int n = by_pq.div(j);
     return y + n * KPQ + (j - n * PQ);
   }
   __device__ void store(float* out, int m, float v) const {
@@ -167,13 +168,14 @@ struct BackwardDataOp {
   float* dx;        // (N, C, H, W), accumulated into
   int RS, CRS, HW;
   int64_t CHW, KPQ;
+  FastDiv by_rs, by_s, by_hw, by_w, by_stride;
 
   struct Row {
     int64_t base;  // k*C*R*S + (r, s)
     bool ok;
   };
   __device__ Row a_row(int kr, int kend) const {
-    const int k = kr / RS;
+    const int k = by_rs.div(kr);
     return {static_cast<int64_t>(k) * CRS + (kr - k * RS), kr < kend};
   }
   __device__ float a_at(const Row& a, int m, int M) const {
@@ -187,7 +189,7 @@ struct BackwardDataOp {
   __device__ Col b_col(int j, int ncols) const {
     Col c{dy, 0, 0, j < ncols};
     if (c.ok) {
-      const int n = j / HW, hw = j - n * HW, h = hw / p.W;
+      const int n = by_hw.div(j), hw = j - n * HW, h = by_w.div(hw);
       c.dyn = dy + n * KPQ;
       c.hp = h + p.pad;
       c.wp = hw - h * p.W + p.pad;
@@ -196,15 +198,15 @@ struct BackwardDataOp {
   }
   __device__ float b_at(const Col& c, int kr, int kend) const {
     if (!c.ok || kr >= kend) return 0.0f;
-    const int k = kr / RS, rs = kr - k * RS, r = rs / p.S, s = rs - r * p.S;
+    const int k = by_rs.div(kr), rs = kr - k * RS, r = by_s.div(rs), s = rs - r * p.S;
     const int th = c.hp - r, tw = c.wp - s;
     if (th < 0 || tw < 0) return 0.0f;
-    const int oh = th / p.stride, ow = tw / p.stride;
+    const int oh = by_stride.div(th), ow = by_stride.div(tw);
     if (oh * p.stride != th || ow * p.stride != tw || oh >= p.P || ow >= p.Q) return 0.0f;
     return __ldg(c.dyn + (k * p.P + oh) * p.Q + ow);
   }
   __device__ float* out_col(int j) const {
-    const int n = j / HW;
+    const int n = by_hw.div(j);
     return dx + n * CHW + (j - n * HW);
   }
   __device__ void store(float* out, int m, float v) const { out[static_cast<int64_t>(m) * HW] += v; }
@@ -221,13 +223,14 @@ struct BackwardWeightOp {
   float* partial;   // split: (split, K, C*R*S) then (split, K); null: no split
   int RS, CRS, PQ, HW;
   int64_t CHW, KPQ, KCRS;
+  FastDiv by_pq, by_q;
 
   struct Row {
     const float* dyp;  // dy[n, 0, pq]
     bool ok;
   };
   __device__ Row a_row(int j, int kend) const {
-    const int n = j / PQ;
+    const int n = by_pq.div(j);
     return {dy + n * KPQ + (j - n * PQ), j < kend};
   }
   __device__ float a_at(const Row& a, int m, int M) const {
@@ -250,7 +253,7 @@ struct BackwardWeightOp {
   }
   __device__ float b_at(const Col& c, int j, int kend) const {
     if (!c.ok || j >= kend) return 0.0f;
-    const int n = j / PQ, pq = j - n * PQ, oh = pq / p.Q, ow = pq - oh * p.Q;
+    const int n = by_pq.div(j), pq = j - n * PQ, oh = by_q.div(pq), ow = pq - oh * p.Q;
     const int h = oh * p.stride - p.pad + c.r, wi = ow * p.stride - p.pad + c.s;
     if (static_cast<unsigned>(h) >= static_cast<unsigned>(p.H) ||
         static_cast<unsigned>(wi) >= static_cast<unsigned>(p.W))
@@ -349,8 +352,21 @@ void conv2d_forward_cuda(const Conv2dParams& p, const float* x, const float* w, 
                          float* y, void* /*workspace*/, Stream stream, bool relu) {
   check_sizes(p);
   const int crs = p.C * p.R * p.S, pq = p.P * p.Q;
-  const ForwardOp op{p, x, w, b, y, relu, crs, p.R * p.S, pq, int64_t(p.C) * p.H * p.W,
-                     int64_t(p.K) * pq};
+  const ForwardOp op{p,
+                     x,
+                     w,
+                     b,
+                     y,
+                     relu,
+                     crs,
+                     p.R * p.S,
+                     pq,
+                     int64_t(p.C) * p.H * p.W,
+                     int64_t(p.K) * pq,
+                     FastDiv::make(p.R * p.S),
+                     FastDiv::make(p.S),
+                     FastDiv::make(pq),
+                     FastDiv::make(p.Q)};
   const int ncols = p.N * pq;
   launch_igemm("conv2d_forward_igemm", tile_for(p.K, ncols, false), op, p.K, ncols, crs, 1, crs,
                stream);
@@ -360,8 +376,20 @@ void conv2d_backward_data_cuda(const Conv2dParams& p, const float* dy, const flo
                                void* /*workspace*/, Stream stream) {
   check_sizes(p);
   const int hw = p.H * p.W, krs = p.K * p.R * p.S;
-  const BackwardDataOp op{p,  dy, w, dx, p.R * p.S, p.C * p.R * p.S, hw, int64_t(p.C) * hw,
-                          int64_t(p.K) * p.P * p.Q};
+  const BackwardDataOp op{p,
+                          dy,
+                          w,
+                          dx,
+                          p.R * p.S,
+                          p.C * p.R * p.S,
+                          hw,
+                          int64_t(p.C) * hw,
+                          int64_t(p.K) * p.P * p.Q,
+                          FastDiv::make(p.R * p.S),
+                          FastDiv::make(p.S),
+                          FastDiv::make(hw),
+                          FastDiv::make(p.W),
+                          FastDiv::make(p.stride)};
   const int ncols = p.N * hw;
   launch_igemm("conv2d_backward_data_igemm", tile_for(p.C, ncols, false), op, p.C, ncols, krs, 1,
                krs, stream);
@@ -376,8 +404,21 @@ void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const fl
   float* partial = s.split > 1 ? static_cast<float*>(workspace) : nullptr;
   require(s.split == 1 || workspace != nullptr, "conv2d",
           "the CUDA weight gradient needs conv2d_workspace_bytes_cuda() of workspace");
-  const BackwardWeightOp op{p,   x,  dy,     dw, db, partial, p.R * p.S, crs, pq, hw,
-                            int64_t(p.C) * hw, int64_t(p.K) * pq, int64_t(p.K) * crs};
+  const BackwardWeightOp op{p,
+                            x,
+                            dy,
+                            dw,
+                            db,
+                            partial,
+                            p.R * p.S,
+                            crs,
+                            pq,
+                            hw,
+                            int64_t(p.C) * hw,
+                            int64_t(p.K) * pq,
+                            int64_t(p.K) * crs,
+                            FastDiv::make(pq),
+                            FastDiv::make(p.Q)};
   launch_igemm("conv2d_backward_weight_igemm", t, op, p.K, crs, p.N * pq, s.split, s.slice, stream);
   if (s.split > 1) {
     const int64_t kcrs = int64_t(p.K) * crs;
