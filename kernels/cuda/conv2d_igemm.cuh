@@ -65,11 +65,13 @@ struct IgemmTile {
   static constexpr int kThreads = BM * BN / 64;
   static constexpr int kEA = BM * kIgemmBK / kThreads;  // A values per thread per k-step
   static constexpr int kEB = BN * kIgemmBK / kThreads;  // B values per thread per k-step
-  // Blocks per SM the compiler must allow: 2 of 256 threads (<= 128 registers,
-  // 25% occupancy, the usual price of an 8 x 8 register tile); the smaller
-  // tiles stage 8 values of A or B per thread per k-step and get up to ~168
-  // registers instead of spilling (3 x 128 or 6 x 64 threads per SM).
-  static constexpr int kMinBlocks = kThreads == 256 ? 2 : 384 / kThreads;
+  // Blocks per SM the compiler must allow: 2 x 256 or 4 x 128 threads, so at
+  // most 128 registers and 25% occupancy, the usual price of an 8 x 8
+  // register tile (64 independent FMAs per thread per k hide the latency).
+  // 64 x 64 tiles stage 8 values of both A and B per thread per k-step and
+  // spill at 128 registers: 6 x 64 threads (up to 168 registers, 19%).
+  // tools/kernel_report.sh: 122-128 registers, 149-155 for 64 x 64, no spills.
+  static constexpr int kMinBlocks = kThreads == 64 ? 6 : 512 / kThreads;
   static_assert(BM % 64 == 0 && BN % 64 == 0, "tiles are multiples of 64");
 };
 
