@@ -125,6 +125,36 @@ TEST_CASE("conv2d CUDA kernels match the CPU with each tile shape on ragged dime
   }
 }
 
+TEST_CASE("conv2d CUDA forward and data gradient have the same bits with every tile shape",
+          "[cuda][conv2d]") {
+  // Each y / dx element is one thread's sum over the reduction in ascending
+  // order whatever the tile (kernels/cuda/conv2d.cu); non-integer data, so a
+  // different summation order would show in the last bits.
+  const auto p = k::conv2d_params(3, 5, 13, 11, 70, 3, 3, 2, 1);
+  Pair x = random_pair({p.N, p.C, p.H, p.W}, 1960), w = random_pair({p.K, p.C, p.R, p.S}, 1961);
+  Pair b = random_pair({p.K}, 1962), dy = random_pair({p.N, p.K, p.P, p.Q}, 1963);
+  Pair dx0 = random_pair({p.N, p.C, p.H, p.W}, 1964);
+  std::vector<float> first_y, first_dx;
+  for (const auto& [bm, bn] :
+       std::vector<std::pair<int, int>>{{64, 64}, {64, 128}, {128, 64}, {128, 128}}) {
+    INFO("tile " << bm << "x" << bn);
+    ForceTile force(bm, bn);
+    Tensor ws = workspace_for(p);
+    Tensor y = poisoned({p.N, p.K, p.P, p.Q}), dx = dx0.gpu.clone();
+    k::conv2d_forward_cuda(p, x.gpu.data<float>(), w.gpu.data<float>(), b.gpu.data<float>(),
+                           y.data<float>(), ws.data<uint8_t>(), cuda::stream());
+    k::conv2d_backward_data_cuda(p, dy.gpu.data<float>(), w.gpu.data<float>(), dx.data<float>(),
+                                 ws.data<uint8_t>(), cuda::stream());
+    if (first_y.empty()) {
+      first_y = y.to_vector();
+      first_dx = dx.to_vector();
+    } else {
+      CHECK(bit_identical(first_y, y.to_vector()));
+      CHECK(bit_identical(first_dx, dx.to_vector()));
+    }
+  }
+}
+
 TEST_CASE("conv2d CUDA tile rule picks each tile shape, and each matches the CPU",
           "[cuda][conv2d]") {
   // BM = 64 for <= 64 channels, else 128; BN = 64 while 128-wide tiles give

@@ -10,7 +10,8 @@
 //   forward:         y (K, N*P*Q) = W (K, C*R*S) col(x) (C*R*S, N*P*Q);
 //                    epilogue: + bias, then ReLU when asked (relu = true),
 //                    written once to y (N, K, P, Q).
-//   backward data:   dx (C, N*H*W) += Wᵀ' (C, K*R*S) taps(dy) (K*R*S, N*H*W),
+//   backward data:   dx (C, N*H*W) += Wt (C, K*R*S) taps(dy) (K*R*S, N*H*W),
+//                    Wt[c][(k, r, s)] = w[k, c, r, s] (read in place),
 //                    where taps(dy)[(k, r, s)][(n, h, w)] is dy[n, k, oh, ow]
 //                    for the output pixel whose window tap (r, s) reads
 //                    (h, w), zero when none does; each dx element is summed
@@ -22,8 +23,9 @@
 //                    the A operand, accumulated in the same pass by the blocks
 //                    of the first column tile. When the K x CRS tiles alone
 //                    would leave the GPU idle, the reduction N*P*Q is split
-//                    (split-K, grid.z) into slices of equal length (a multiple
-//                    of 8) writing partial products to the workspace;
+//                    (split-K, grid.z) into slices of one length (a multiple
+//                    of 8; the last may be shorter) writing partial products
+//                    to the workspace;
 //                    sum_partials_kernel then adds them to dW and db in slice
 //                    order. Every sum has one fixed order: same bits each run.
 // Tile shapes (BM x BN, BM along the channel dimension M, BN along the
@@ -33,10 +35,17 @@
 //   forward / data gradient: BN = 128, or 64 when 128-wide tiles would give
 //   fewer than kTargetBlocks blocks (small late layers at small batches).
 //   weight gradient: BN = 64 when C*R*S <= 64, else 128; split-K fills the GPU.
-// The tile shape never changes a result's bits (each output element is one
-// thread's sum over the reduction in ascending order); split-K does, but is
-// a fixed function of the shape.
+// The tile shape never changes the bits of y or dx (each element is one
+// thread's sum over the reduction in ascending order); the weight gradient's
+// split count (which depends on the tile) does, but is a fixed function of
+// the shape.
 // Workspace: only the split-K partial products (0 bytes when no split).
+// Integer decoding of the im2col indices uses launch-time magic divisors
+// (FastDiv, conv2d_igemm.cuh). Occupancy (tools/kernel_report.sh, sm_90):
+// 25% for 256- and 128-thread tiles (<= 128 registers), 19% for 64 x 64;
+// the 8 x 8 register tile trades occupancy for 64 independent FMAs per k.
+// The im2col + GEMM kernels this replaces live in git history (main before
+// this change); the CPU reference is the tests' oracle.
 #include <algorithm>
 #include <atomic>
 
