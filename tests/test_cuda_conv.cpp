@@ -173,8 +173,8 @@ TEST_CASE("conv2d CUDA tile rule picks each tile shape, and each matches the CPU
   uint64_t seed = 1800;
   for (const auto& w : cases) {
     const ConvCase& c = w.c;
-    const auto pl = k::conv2d_cuda_plan(
-        k::conv2d_params(c.N, c.C, c.H, c.W, c.K, c.R, c.R, c.stride, c.pad));
+    const auto pl =
+        k::conv2d_cuda_plan(k::conv2d_params(c.N, c.C, c.H, c.W, c.K, c.R, c.R, c.stride, c.pad));
     CHECK(same_tile(pl.forward, w.fwd));
     CHECK(same_tile(pl.backward_data, w.dgrad));
     CHECK(same_tile(pl.backward_weight, w.wgrad));
@@ -193,7 +193,8 @@ TEST_CASE("conv2d CUDA forward fuses bias and ReLU into the epilogue", "[cuda][c
   uint64_t seed = 1900;
   for (const auto& c : cases) {
     const auto p = k::conv2d_params(c.N, c.C, c.H, c.W, c.K, c.R, c.R, c.stride, c.pad);
-    Pair x = exact_pair({p.N, p.C, p.H, p.W}, seed += 10), w = exact_pair({p.K, p.C, p.R, p.S}, seed + 1);
+    Pair x = exact_pair({p.N, p.C, p.H, p.W}, seed += 10),
+         w = exact_pair({p.K, p.C, p.R, p.S}, seed + 1);
     Pair b = exact_pair({p.K}, seed + 2);
     Tensor ws = workspace_for(p);
     Tensor y = poisoned({p.N, p.K, p.P, p.Q}), yc = Tensor::zeros({p.N, p.K, p.P, p.Q});
@@ -250,8 +251,7 @@ TEST_CASE("conv2d CUDA kernels match the CPU: model shapes and batches", "[cuda]
 
 // 1.3M GEMM columns (3 x 660 x 660): large grids. 2.3 GMAC: [heavy] on the
 // emulated target.
-TEST_CASE("conv2d CUDA kernels match the CPU on large images",
-          "[cuda][conv2d][heavy]") {
+TEST_CASE("conv2d CUDA kernels match the CPU on large images", "[cuda][conv2d][heavy]") {
   check_conv({3, 8, 660, 660, 8, 3, 1, 1, true}, 2500, Data::Exact);
 }
 

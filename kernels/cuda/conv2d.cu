@@ -218,7 +218,9 @@ struct BackwardDataOp {
     const int n = by_hw.div(j);
     return dx + n * CHW + (j - n * HW);
   }
-  __device__ void store(float* out, int m, float v) const { out[static_cast<int64_t>(m) * HW] += v; }
+  __device__ void store(float* out, int m, float v) const {
+    out[static_cast<int64_t>(m) * HW] += v;
+  }
   __device__ bool wants_row_sums() const { return false; }
   __device__ void store_row_sum(int, float) const {}
 };
@@ -295,8 +297,8 @@ __global__ void __launch_bounds__(IgemmTile<BM, BN>::kThreads, IgemmTile<BM, BN>
 template <int BM, int BN, class Op>
 void launch_tile(const char* name, const Op& op, int M, int ncols, int kred, int split, int slice,
                  Stream stream) {
-  const dim3 grid(static_cast<unsigned>(ceil_div(ncols, BN)), static_cast<unsigned>(ceil_div(M, BM)),
-                  static_cast<unsigned>(split));
+  const dim3 grid(static_cast<unsigned>(ceil_div(ncols, BN)),
+                  static_cast<unsigned>(ceil_div(M, BM)), static_cast<unsigned>(split));
   SN_LAUNCH(name, conv2d_igemm_kernel<BM, BN, Op>, grid, IgemmTile<BM, BN>::kThreads, 0, stream, op,
             M, ncols, kred, slice);
 }

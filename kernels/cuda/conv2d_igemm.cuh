@@ -104,21 +104,22 @@ __device__ __forceinline__ void igemm_tile(const Op& op, int M, int Ncols, int K
 #pragma unroll
     for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 
-  // fetch(k0): the k-step at k0 into registers; stash(buf): registers into As/Bs[buf].
-#define SN_IGEMM_FETCH(k0)                                                              \
-  do {                                                                                   \
-    const auto arow = op.a_row((k0) + a_k, kend);                                        \
-    _Pragma("unroll") for (int i = 0; i < EA; ++i) ra[i] =                               \
-        op.a_at(arow, m0 + a_m + i * (NT / BK), M);                                      \
-    _Pragma("unroll") for (int i = 0; i < EB; ++i) rb[i] =                               \
-        op.b_at(bcol, (k0) + b_k + i * (NT / BN), kend);                                 \
+#define SN_IGEMM_FETCH(k0)                                 \
+  do {                                                     \
+    const auto arow = op.a_row((k0) + a_k, kend);          \
+    _Pragma("unroll") for (int i = 0; i < EA; ++i) ra[i] = \
+        op.a_at(arow, m0 + a_m + i * (NT / BK), M);        \
+    _Pragma("unroll") for (int i = 0; i < EB; ++i) rb[i] = \
+        op.b_at(bcol, (k0) + b_k + i * (NT / BN), kend);   \
   } while (0)
-#define SN_IGEMM_STASH(buf)                                                                      \
-  do {                                                                                           \
-    _Pragma("unroll") for (int i = 0; i < EA; ++i) As[buf][a_k][a_m + i * (NT / BK)] = ra[i];   \
-    _Pragma("unroll") for (int i = 0; i < EB; ++i) Bs[buf][b_k + i * (NT / BN)][b_n] = rb[i];   \
+#define SN_IGEMM_STASH(buf)                                                                   \
+  do {                                                                                        \
+    _Pragma("unroll") for (int i = 0; i < EA; ++i) As[buf][a_k][a_m + i * (NT / BK)] = ra[i]; \
+    _Pragma("unroll") for (int i = 0; i < EB; ++i) Bs[buf][b_k + i * (NT / BN)][b_n] = rb[i]; \
   } while (0)
 
+  // SN_IGEMM_FETCH(k0): the k-step at k0 into registers ra, rb;
+  // SN_IGEMM_STASH(buf): the registers into As/Bs[buf].
   float ra[EA], rb[EB];
   if (ksteps > 0) {
     SN_IGEMM_FETCH(kbeg);
