@@ -30,18 +30,31 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
 void conv2d_cpu_cap_group_images_for_testing(int images);
 
 #ifdef SCRATCHNET_WITH_CUDA
-// Scratch memory the CUDA launchers need (0 if none); the caller provides it.
+// CUDA: implicit-GEMM kernels (kernels/cuda/conv2d.cu).
+// Scratch memory the CUDA launchers need (0 if none; today only the weight
+// gradient's split-K partial products); the caller provides it.
 std::size_t conv2d_workspace_bytes_cuda(const Conv2dParams& p);
-// Tests only: at most `images` images per im2col chunk (0: the budget's
-// choice), so that small shapes reach the chunk loop. Set it before sizing
-// the workspace.
-void conv2d_cuda_cap_chunk_images_for_testing(int images);
+// y = conv(x, w) + b, then max(y, 0) when relu (fused in the GEMM epilogue).
 void conv2d_forward_cuda(const Conv2dParams& p, const float* x, const float* w, const float* b,
-                         float* y, void* workspace, Stream stream);
+                         float* y, void* workspace, Stream stream, bool relu = false);
 void conv2d_backward_data_cuda(const Conv2dParams& p, const float* dy, const float* w, float* dx,
                                void* workspace, Stream stream);
 void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const float* dy, float* dw,
                                  float* db, void* workspace, Stream stream);
+
+// What the CUDA launchers choose for a shape (tests and the bench report it).
+struct Conv2dTile {
+  int bm, bn;  // block tile: channels x GEMM columns
+};
+struct Conv2dCudaPlan {
+  Conv2dTile forward, backward_data, backward_weight;
+  int weight_split;  // split-K slices of the weight gradient (1: none)
+  std::size_t workspace_bytes;
+};
+Conv2dCudaPlan conv2d_cuda_plan(const Conv2dParams& p);
+// Tests only: every launch uses tile bm x bn (64 or 128 each; 0, 0: the
+// rule). Set it before sizing the workspace (the split-K plan depends on it).
+void conv2d_cuda_force_tile_for_testing(int bm, int bn);
 #endif
 
 }  // namespace scratchnet::kernels

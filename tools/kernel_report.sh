@@ -68,6 +68,9 @@ def occupancy(threads, regs, smem):
 print(f"{'kernel':<44} {'block':>5} {'regs':>4} {'spill st/ld':>11} {'smem B':>7} {'occupancy':>9}  note")
 for r in sorted(rows, key=lambda r: r["kernel"]):
     t = block.get(r["base"], 256)
+    m = re.match(r"<(\d+), (\d+),", r["kernel"][len(r["base"]):])
+    if r["base"] == "conv2d_igemm_kernel" and m:  # BM x BN tile: BM * BN / 64 threads
+        t = int(m.group(1)) * int(m.group(2)) // 64
     occ, limit = occupancy(t, r["regs"], r["smem"])
     spill = r["st"] + r["ld"]
     spills += spill > 0

@@ -1,25 +1,56 @@
-// 2-D convolution on the GPU: im2col into the workspace + the hand-written
-// SGEMM (or cuBLAS with SCRATCHNET_GEMM=cublas), NCHW, weights (K, C, R, S).
+// 2-D convolution on the GPU as implicit GEMMs, NCHW, weights (K, C, R, S),
+// strict FP32 (fmaf on CUDA cores, no TF32), deterministic (no atomics).
 //
-// The batch is processed in chunks of nb images so the workspace stays about
-// 256 MB whatever the batch (conv_plan; one image may exceed it on its own).
-//   forward:         col_b (CRS, PQ) = im2col(x_b); y_b (K, PQ) = W (K, CRS) col_b,
-//                    one strided-batched GEMM per chunk; then + bias.
-//   backward data:   dcol_b (CRS, PQ) = Wᵀ dy_b; dx_b += col2im(dcol_b), where col2im
-//                    gathers, per input pixel, the window taps that read it (no atomics).
-//   backward weight: the chunk is laid out "wide": col (CRS, nb*PQ) and dyT (K, nb*PQ),
-//                    so dW += dyT colᵀ is ONE GEMM with reduction length nb*PQ; for
-//                    small layers it is split along the reduction (split-K) into
-//                    partial products summed afterwards in a fixed order.
-//                    Chunks accumulate into dW one after the other: deterministic.
-//   bias gradient:   one block per output channel, fixed-order tree reduction.
-// 1x1 / stride 1 / pad 0 convolutions skip im2col in forward and backward data
-// (the image already is the column matrix).
+// No column matrix is ever written: the tile loader of conv2d_igemm.cuh
+// computes, for each element of the GEMM operand it stages in shared memory,
+// the address in x / dy / w that im2col would have copied there (or a zero:
+// padding, an edge, a stride tap). The batch is folded into the GEMM's
+// column dimension, so a 7x7 layer at batch 256 is one GEMM of 12544 columns,
+// not 256 GEMMs of 49.
+//   forward:         y (K, N*P*Q) = W (K, C*R*S) col(x) (C*R*S, N*P*Q);
+//                    epilogue: + bias, then ReLU when asked (relu = true),
+//                    written once to y (N, K, P, Q).
+//   backward data:   dx (C, N*H*W) += Wt (C, K*R*S) taps(dy) (K*R*S, N*H*W),
+//                    Wt[c][(k, r, s)] = w[k, c, r, s] (read in place),
+//                    where taps(dy)[(k, r, s)][(n, h, w)] is dy[n, k, oh, ow]
+//                    for the output pixel whose window tap (r, s) reads
+//                    (h, w), zero when none does; each dx element is summed
+//                    by one thread, then added to dx (the gradient
+//                    accumulates, +=). Stride-s layers spend (s² - 1)/s² of
+//                    these taps on zeros (correct, not yet fast).
+//   backward weight: dW (K, C*R*S) += dy (K, N*P*Q) col(x)ᵀ (N*P*Q, C*R*S);
+//                    the bias gradient db[k] = Σ dy[k, :] is the row sum of
+//                    the A operand, accumulated in the same pass by the blocks
+//                    of the first column tile. When the K x CRS tiles alone
+//                    would leave the GPU idle, the reduction N*P*Q is split
+//                    (split-K, grid.z) into slices of one length (a multiple
+//                    of 8; the last may be shorter) writing partial products
+//                    to the workspace;
+//                    sum_partials_kernel then adds them to dW and db in slice
+//                    order. Every sum has one fixed order: same bits each run.
+// Tile shapes (BM x BN, BM along the channel dimension M, BN along the
+// columns; all with BK = 8 and an 8 x 8 micro-tile per thread):
+//   BM = 64 when M <= 64 (K forward and weight gradient, C data gradient),
+//   else 128: a 64-channel layer no longer wastes half of a 128-row tile.
+//   forward / data gradient: BN = 128, or 64 when 128-wide tiles would give
+//   fewer than kTargetBlocks blocks (small late layers at small batches).
+//   weight gradient: BN = 64 when C*R*S <= 64, else 128; split-K fills the GPU.
+// The tile shape never changes the bits of y or dx (each element is one
+// thread's sum over the reduction in ascending order); the weight gradient's
+// split count (which depends on the tile) does, but is a fixed function of
+// the shape.
+// Workspace: only the split-K partial products (0 bytes when no split).
+// Integer decoding of the im2col indices uses launch-time magic divisors
+// (FastDiv, conv2d_igemm.cuh). Occupancy (tools/kernel_report.sh, sm_90):
+// 25% for 256- and 128-thread tiles (<= 128 registers), 19% for 64 x 64;
+// the 8 x 8 register tile trades occupancy for 64 independent FMAs per k.
+// The im2col + GEMM kernels this replaces live in git history (main before
+// this change); the CPU reference is the tests' oracle.
 #include <algorithm>
 #include <atomic>
 
 #include "kernels/conv2d.h"
-#include "kernels/cuda/gemm_internal.h"
+#include "kernels/cuda/conv2d_igemm.cuh"
 #include "kernels/cuda/launch.cuh"
 
 namespace scratchnet::kernels {
@@ -28,258 +59,382 @@ namespace {
 
 using namespace cudadetail;
 
-constexpr int64_t kColBudgetFloats = (256LL << 20) / 4;   // im2col + dyT per chunk
 constexpr int64_t kSplitBudgetFloats = (64LL << 20) / 4;  // split-K partial products
 constexpr int kMaxSplit = 128;
-// Blocks the split weight-gradient GEMM aims for: 2 per SM of a 132-SM
-// H100/H200. A constant, not the device's SM count, so the summation order
-// (and so the bits of dW) is the same on every GPU.
+constexpr int kMinSliceTerms = 512;
+// Blocks a GEMM aims for: 2 per SM of a 132-SM H100/H200. A constant, not the
+// device's SM count, so tile and split choices (and so the bits of dW) are the
+// same on every GPU.
 constexpr int kTargetBlocks = 264;
 
-// Tests only: a cap on the images per chunk, so small shapes exercise the
-// chunk loop (and its ragged last chunk) that only large ones reach otherwise.
-std::atomic<int> cap_chunk_images{0};
+// Tests only: force one tile shape (BM * 1000 + BN; 0: the rule).
+std::atomic<int> forced_tile{0};
 
-struct ConvPlan {
-  int nb;              // images per chunk
-  int64_t crs, pq;     // C*R*S, P*Q
-  int64_t col_floats;  // nb * crs * pq, rounded up to a multiple of 4 (float4 alignment)
-  int64_t dyt_floats;  // nb * K * pq, rounded likewise
-  int max_split;       // split-K slices the partial buffer has room for
-  int64_t total_floats;
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+Conv2dTile tile_for(int64_t M, int64_t ncols, bool wgrad) {
+  if (const int f = forced_tile.load(); f > 0) return {f / 1000, f % 1000};
+  Conv2dTile t{M <= 64 ? 64 : 128, 128};
+  if (wgrad)
+    t.bn = ncols <= 64 ? 64 : 128;
+  else if (ceil_div(M, t.bm) * ceil_div(ncols, 128) < kTargetBlocks)
+    t.bn = 64;
+  return t;
+}
+
+// The int32 index arithmetic of the kernels: per-image tensors, GEMM
+// dimensions and weights below 2^31 elements.
+void check_sizes(const Conv2dParams& p) {
+  const int64_t lim = (1LL << 31) - 1, crs = int64_t(p.C) * p.R * p.S;
+  const int64_t pq = int64_t(p.P) * p.Q, hw = int64_t(p.H) * p.W;
+  require(int64_t(p.C) * hw <= lim && int64_t(p.K) * pq <= lim && p.N * pq <= lim &&
+              p.N * hw <= lim && crs * p.K <= lim && int64_t(p.K) * p.R * p.S <= lim,
+          "conv2d", "a CUDA conv2d dimension exceeds 2^31 elements");
+}
+
+// Split-K plan of the weight gradient.
+struct WgradSplit {
+  int split;  // slices (1: none)
+  int slice;  // reduction terms per slice (a multiple of kIgemmBK)
 };
 
-int64_t round4(int64_t v) {
-  return (v + 3) / 4 * 4;
+WgradSplit wgrad_split(const Conv2dParams& p, Conv2dTile t) {
+  const int64_t len = int64_t(p.N) * p.P * p.Q, crs = int64_t(p.C) * p.R * p.S;
+  const int64_t tiles = ceil_div(p.K, t.bm) * ceil_div(crs, t.bn);
+  const int64_t per_slice = crs * p.K + p.K;  // dW and db partials
+  int64_t split = std::clamp<int64_t>(kTargetBlocks / tiles, 1, kMaxSplit);
+  split = std::min(split, std::max<int64_t>(1, len / kMinSliceTerms));
+  split = std::min(split, std::max<int64_t>(1, kSplitBudgetFloats / per_slice));
+  const int64_t slice = ceil_div(ceil_div(len, split), kIgemmBK) * kIgemmBK;
+  return {static_cast<int>(ceil_div(len, slice)), static_cast<int>(slice)};
 }
 
-ConvPlan conv_plan(const Conv2dParams& p) {
-  ConvPlan pl{};
-  pl.crs = static_cast<int64_t>(p.C) * p.R * p.S;
-  pl.pq = static_cast<int64_t>(p.P) * p.Q;
-  const int64_t per_image = pl.crs * pl.pq + static_cast<int64_t>(p.K) * pl.pq;
-  pl.nb =
-      static_cast<int>(std::clamp<int64_t>(kColBudgetFloats / per_image, 1, std::min(p.N, 65535)));
-  if (const int cap = cap_chunk_images.load(); cap > 0) pl.nb = std::min(pl.nb, cap);
-  pl.col_floats = round4(pl.nb * pl.crs * pl.pq);
-  pl.dyt_floats = round4(pl.nb * p.K * pl.pq);
-  const int64_t dw_floats = round4(static_cast<int64_t>(p.K) * pl.crs);
-  pl.max_split =
-      static_cast<int>(std::clamp<int64_t>(kSplitBudgetFloats / dw_floats, 1, kMaxSplit));
-  pl.total_floats =
-      pl.col_floats + pl.dyt_floats + (pl.max_split > 1 ? pl.max_split * dw_floats : 0);
-  return pl;
-}
+// Element (m, kr) of A and (kr, n) of B for each pass, and its epilogue; see
+// conv2d_igemm.cuh for the contract. Decoding happens once per row of A per
+// k-step and once per column of B per block where the mapping allows.
+struct ForwardOp {
+  Conv2dParams p;
+  const float* x;  // (N, C, H, W)
+  const float* w;  // (K, C*R*S)
+  const float* b;  // (K) or null
+  float* y;        // (N, K, P, Q)
+  bool relu;
+  int CRS, RS, PQ;
+  int64_t CHW, KPQ;
+  FastDiv by_rs, by_s, by_pq, by_q;
 
-bool is_pointwise(const Conv2dParams& p) {
-  return p.R == 1 && p.S == 1 && p.stride == 1 && p.pad == 0;
-}
-
-// Column matrix of images n0 .. n0+nb-1. Wide = false: col[b][crs][pq]
-// (one (CRS, PQ) matrix per image); Wide = true: col[crs][b][pq] (one
-// (CRS, nb*PQ) matrix). Threads walk the output in memory order.
-template <bool Wide>
-__global__ void im2col_kernel(Conv2dParams p, int n0, int nb, const float* __restrict__ x,
-                              float* __restrict__ col) {
-  const int64_t PQ = static_cast<int64_t>(p.P) * p.Q, RS = p.R * p.S;
-  const int64_t CRS = p.C * RS;
-  const int64_t total = nb * CRS * PQ;
-  for (int64_t idx = global_tid(); idx < total; idx += grid_stride()) {
-    const int64_t pq = idx % PQ;
-    int64_t b, crs;
-    if (Wide) {
-      b = (idx / PQ) % nb;
-      crs = idx / (PQ * nb);
-    } else {
-      crs = (idx / PQ) % CRS;
-      b = idx / (PQ * CRS);
+  struct Row {
+    int kr;
+    bool ok;
+  };
+  __device__ Row a_row(int kr, int kend) const { return {kr, kr < kend}; }
+  __device__ float a_at(const Row& a, int m, int M) const {
+    return a.ok && m < M ? __ldg(w + static_cast<int64_t>(m) * CRS + a.kr) : 0.0f;
+  }
+  struct Col {
+    const float* xn;
+    int h0, w0;
+    bool ok;
+  };
+  __device__ Col b_col(int j, int ncols) const {
+    Col c{x, 0, 0, j < ncols};
+    if (c.ok) {
+      const int n = by_pq.div(j), pq = j - n * PQ, oh = by_q.div(pq), ow = pq - oh * p.Q;
+      c.xn = x + n * CHW;
+      c.h0 = oh * p.stride - p.pad;
+      c.w0 = ow * p.stride - p.pad;
     }
-    const int c = static_cast<int>(crs / RS), rs = static_cast<int>(crs % RS);
-    const int r = rs / p.S, s = rs % p.S;
-    const int oh = static_cast<int>(pq / p.Q), ow = static_cast<int>(pq % p.Q);
-    const int h = oh * p.stride - p.pad + r, w = ow * p.stride - p.pad + s;
-    float v = 0.0f;
-    if (h >= 0 && h < p.H && w >= 0 && w < p.W)
-      v = x[((static_cast<int64_t>(n0 + b) * p.C + c) * p.H + h) * p.W + w];
-    col[idx] = v;
+    return c;
   }
-}
+  __device__ float b_at(const Col& c, int kr, int kend) const {
+    if (!c.ok || kr >= kend) return 0.0f;
+    const int ci = by_rs.div(kr), rs = kr - ci * RS, r = by_s.div(rs), s = rs - r * p.S;
+    const int h = c.h0 + r, wi = c.w0 + s;
+    if (static_cast<unsigned>(h) >= static_cast<unsigned>(p.H) ||
+        static_cast<unsigned>(wi) >= static_cast<unsigned>(p.W))
+      return 0.0f;
+    return __ldg(c.xn + (ci * p.H + h) * p.W + wi);
+  }
+  __device__ float* out_col(int j) const {
+    const int n = by_pq.div(j);
+    return y + n * KPQ + (j - n * PQ);
+  }
+  __device__ void store(float* out, int m, float v) const {
+    if (b != nullptr) v += __ldg(b + m);
+    if (relu) v = v > 0.0f ? v : 0.0f;  // as relu_forward_cuda: a fused pass gives the same bits
+    out[static_cast<int64_t>(m) * PQ] = v;
+  }
+  __device__ bool wants_row_sums() const { return false; }
+  __device__ void store_row_sum(int, float) const {}
+};
 
-// dx[n0 + b] += col2im(dcol[b]): each input pixel sums the taps (r, s) whose
-// output position (oh, ow) exists, in a fixed order.
-__global__ void col2im_kernel(Conv2dParams p, int n0, int nb, const float* __restrict__ dcol,
-                              float* __restrict__ dx) {
-  const int64_t PQ = static_cast<int64_t>(p.P) * p.Q, HW = static_cast<int64_t>(p.H) * p.W;
-  const int64_t total = static_cast<int64_t>(nb) * p.C * HW;
-  for (int64_t idx = global_tid(); idx < total; idx += grid_stride()) {
-    const int w = static_cast<int>(idx % p.W);
-    const int h = static_cast<int>((idx / p.W) % p.H);
-    const int64_t bc = idx / HW;  // b * C + c
-    const int c = static_cast<int>(bc % p.C);
-    const int64_t b = bc / p.C;
-    const float* dcol_b = dcol + (b * p.C + c) * p.R * p.S * PQ;
-    float sum = 0.0f;
-    for (int r = 0; r < p.R; ++r) {
-      const int th = h + p.pad - r;
-      if (th < 0 || th % p.stride != 0) continue;
-      const int oh = th / p.stride;
-      if (oh >= p.P) continue;
-      for (int s = 0; s < p.S; ++s) {
-        const int tw = w + p.pad - s;
-        if (tw < 0 || tw % p.stride != 0) continue;
-        const int ow = tw / p.stride;
-        if (ow >= p.Q) continue;
-        sum += dcol_b[(static_cast<int64_t>(r) * p.S + s) * PQ + oh * p.Q + ow];
-      }
+struct BackwardDataOp {
+  Conv2dParams p;
+  const float* dy;  // (N, K, P, Q)
+  const float* w;   // (K, C, R, S)
+  float* dx;        // (N, C, H, W), accumulated into
+  int RS, CRS, HW;
+  int64_t CHW, KPQ;
+  FastDiv by_rs, by_s, by_hw, by_w, by_stride;
+
+  struct Row {
+    int64_t base;  // k*C*R*S + (r, s)
+    bool ok;
+  };
+  __device__ Row a_row(int kr, int kend) const {
+    const int k = by_rs.div(kr);
+    return {static_cast<int64_t>(k) * CRS + (kr - k * RS), kr < kend};
+  }
+  __device__ float a_at(const Row& a, int m, int M) const {
+    return a.ok && m < M ? __ldg(w + a.base + m * RS) : 0.0f;
+  }
+  struct Col {
+    const float* dyn;
+    int hp, wp;  // h + pad, w + pad
+    bool ok;
+  };
+  __device__ Col b_col(int j, int ncols) const {
+    Col c{dy, 0, 0, j < ncols};
+    if (c.ok) {
+      const int n = by_hw.div(j), hw = j - n * HW, h = by_w.div(hw);
+      c.dyn = dy + n * KPQ;
+      c.hp = h + p.pad;
+      c.wp = hw - h * p.W + p.pad;
     }
-    dx[static_cast<int64_t>(n0) * p.C * HW + idx] += sum;
+    return c;
   }
-}
-
-// dyT[k][b][pq] = dy[n0 + b][k][pq]
-__global__ void transpose_dy_kernel(Conv2dParams p, int n0, int nb, const float* __restrict__ dy,
-                                    float* __restrict__ dyt) {
-  const int64_t PQ = static_cast<int64_t>(p.P) * p.Q;
-  const int64_t total = static_cast<int64_t>(nb) * p.K * PQ;
-  for (int64_t idx = global_tid(); idx < total; idx += grid_stride()) {
-    const int64_t pq = idx % PQ;
-    const int64_t b = (idx / PQ) % nb;
-    const int64_t k = idx / (PQ * nb);
-    dyt[idx] = dy[((n0 + b) * p.K + k) * PQ + pq];
+  __device__ float b_at(const Col& c, int kr, int kend) const {
+    if (!c.ok || kr >= kend) return 0.0f;
+    const int k = by_rs.div(kr), rs = kr - k * RS, r = by_s.div(rs), s = rs - r * p.S;
+    const int th = c.hp - r, tw = c.wp - s;
+    if (th < 0 || tw < 0) return 0.0f;
+    const int oh = by_stride.div(th), ow = by_stride.div(tw);
+    if (oh * p.stride != th || ow * p.stride != tw || oh >= p.P || ow >= p.Q) return 0.0f;
+    return __ldg(c.dyn + (k * p.P + oh) * p.Q + ow);
   }
+  __device__ float* out_col(int j) const {
+    const int n = by_hw.div(j);
+    return dx + n * CHW + (j - n * HW);
+  }
+  __device__ void store(float* out, int m, float v) const {
+    out[static_cast<int64_t>(m) * HW] += v;
+  }
+  __device__ bool wants_row_sums() const { return false; }
+  __device__ void store_row_sum(int, float) const {}
+};
+
+struct BackwardWeightOp {
+  Conv2dParams p;
+  const float* x;   // (N, C, H, W)
+  const float* dy;  // (N, K, P, Q)
+  float* dw;        // (K, C*R*S), accumulated into (no split)
+  float* db;        // (K) or null, accumulated into (no split)
+  float* partial;   // split: (split, K, C*R*S) then (split, K); null: no split
+  int RS, CRS, PQ, HW;
+  int64_t CHW, KPQ, KCRS;
+  FastDiv by_pq, by_q;
+
+  struct Row {
+    const float* dyp;  // dy[n, 0, pq]
+    bool ok;
+  };
+  __device__ Row a_row(int j, int kend) const {
+    const int n = by_pq.div(j);
+    return {dy + n * KPQ + (j - n * PQ), j < kend};
+  }
+  __device__ float a_at(const Row& a, int m, int M) const {
+    return a.ok && m < M ? __ldg(a.dyp + static_cast<int64_t>(m) * PQ) : 0.0f;
+  }
+  struct Col {
+    const float* xc;  // x[0, c]
+    int r, s;
+    bool ok;
+  };
+  __device__ Col b_col(int crs, int ncols) const {
+    Col c{x, 0, 0, crs < ncols};
+    if (c.ok) {
+      const int ci = crs / RS, rs = crs - ci * RS;
+      c.xc = x + static_cast<int64_t>(ci) * HW;
+      c.r = rs / p.S;
+      c.s = rs - c.r * p.S;
+    }
+    return c;
+  }
+  __device__ float b_at(const Col& c, int j, int kend) const {
+    if (!c.ok || j >= kend) return 0.0f;
+    const int n = by_pq.div(j), pq = j - n * PQ, oh = by_q.div(pq), ow = pq - oh * p.Q;
+    const int h = oh * p.stride - p.pad + c.r, wi = ow * p.stride - p.pad + c.s;
+    if (static_cast<unsigned>(h) >= static_cast<unsigned>(p.H) ||
+        static_cast<unsigned>(wi) >= static_cast<unsigned>(p.W))
+      return 0.0f;
+    return __ldg(c.xc + n * CHW + h * p.W + wi);
+  }
+  __device__ int out_col(int crs) const { return crs; }
+  __device__ void store(int crs, int m, float v) const {
+    const int64_t i = static_cast<int64_t>(m) * CRS + crs;
+    if (partial != nullptr)
+      partial[blockIdx.z * KCRS + i] = v;
+    else
+      dw[i] += v;
+  }
+  __device__ bool wants_row_sums() const { return db != nullptr; }
+  __device__ void store_row_sum(int m, float s) const {
+    if (partial != nullptr)
+      partial[gridDim.z * KCRS + blockIdx.z * int64_t(p.K) + m] = s;
+    else
+      db[m] += s;
+  }
+};
+
+template <int BM, int BN, class Op>
+__global__ void __launch_bounds__(IgemmTile<BM, BN>::kThreads, IgemmTile<BM, BN>::kMinBlocks)
+    conv2d_igemm_kernel(Op op, int M, int ncols, int kred, int slice) {
+  igemm_tile<BM, BN>(op, M, ncols, kred, slice);
 }
 
-__global__ void add_bias_kernel(int64_t total, int64_t PQ, int K, const float* __restrict__ bias,
-                                float* __restrict__ y) {
-  for (int64_t idx = global_tid(); idx < total; idx += grid_stride())
-    y[idx] += bias[(idx / PQ) % K];
+template <int BM, int BN, class Op>
+void launch_tile(const char* name, const Op& op, int M, int ncols, int kred, int split, int slice,
+                 Stream stream) {
+  const dim3 grid(static_cast<unsigned>(ceil_div(ncols, BN)),
+                  static_cast<unsigned>(ceil_div(M, BM)), static_cast<unsigned>(split));
+  SN_LAUNCH(name, conv2d_igemm_kernel<BM, BN, Op>, grid, IgemmTile<BM, BN>::kThreads, 0, stream, op,
+            M, ncols, kred, slice);
 }
 
-// dw[i] += Σ_s partial[s][i], s ascending.
-__global__ void sum_partials_kernel(int64_t n, int splits, int64_t pitch,
-                                    const float* __restrict__ partial, float* __restrict__ dw) {
+template <class Op>
+void launch_igemm(const char* name, Conv2dTile t, const Op& op, int M, int ncols, int kred,
+                  int split, int slice, Stream stream) {
+  require(ceil_div(M, t.bm) <= 65535 && split <= 65535, "conv2d", "too many channels for one grid");
+  if (t.bm == 128 && t.bn == 128)
+    launch_tile<128, 128>(name, op, M, ncols, kred, split, slice, stream);
+  else if (t.bm == 128 && t.bn == 64)
+    launch_tile<128, 64>(name, op, M, ncols, kred, split, slice, stream);
+  else if (t.bm == 64 && t.bn == 128)
+    launch_tile<64, 128>(name, op, M, ncols, kred, split, slice, stream);
+  else if (t.bm == 64 && t.bn == 64)
+    launch_tile<64, 64>(name, op, M, ncols, kred, split, slice, stream);
+  else
+    require(false, "conv2d", "no such CUDA tile shape");
+}
+
+// dw[i] += Σ_s partial[s][i] (i < K*CRS), db[k] += Σ_s partial_b[s][k]; s ascending.
+__global__ void sum_partials_kernel(int64_t kcrs, int K, int split,
+                                    const float* __restrict__ partial, float* __restrict__ dw,
+                                    float* __restrict__ db) {
+  const int64_t n = kcrs + (db != nullptr ? K : 0);
   for (int64_t i = global_tid(); i < n; i += grid_stride()) {
     float s = 0.0f;
-    for (int j = 0; j < splits; ++j) s += partial[j * pitch + i];
-    dw[i] += s;
-  }
-}
-
-// db[k] += Σ_n Σ_pq dy[n][k][pq]: block k, fixed-order tree.
-__global__ void bias_grad_kernel(Conv2dParams p, const float* __restrict__ dy,
-                                 float* __restrict__ db) {
-  __shared__ float smem[kThreads];
-  const int64_t PQ = static_cast<int64_t>(p.P) * p.Q;
-  const int64_t total = static_cast<int64_t>(p.N) * PQ;
-  for (int k = blockIdx.x; k < p.K; k += gridDim.x) {
-    float s = 0.0f;
-    for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
-      const int64_t n = i / PQ, pq = i % PQ;
-      s += dy[(n * p.K + k) * PQ + pq];
+    if (i < kcrs) {
+      for (int j = 0; j < split; ++j) s += partial[j * kcrs + i];
+      dw[i] += s;
+    } else {
+      const float* pb = partial + split * kcrs + (i - kcrs);
+      for (int j = 0; j < split; ++j) s += pb[int64_t(j) * K];
+      db[i - kcrs] += s;
     }
-    s = block_reduce_sum(s, smem);
-    if (threadIdx.x == 0) db[k] += s;
   }
 }
 
 }  // namespace
 
-void conv2d_cuda_cap_chunk_images_for_testing(int images) {
-  cap_chunk_images.store(images > 0 ? images : 0);
+void conv2d_cuda_force_tile_for_testing(int bm, int bn) {
+  forced_tile.store(bm > 0 && bn > 0 ? bm * 1000 + bn : 0);
+}
+
+Conv2dCudaPlan conv2d_cuda_plan(const Conv2dParams& p) {
+  const int64_t crs = int64_t(p.C) * p.R * p.S;
+  Conv2dCudaPlan pl{};
+  pl.forward = tile_for(p.K, int64_t(p.N) * p.P * p.Q, false);
+  pl.backward_data = tile_for(p.C, int64_t(p.N) * p.H * p.W, false);
+  pl.backward_weight = tile_for(p.K, crs, true);
+  const WgradSplit s = wgrad_split(p, pl.backward_weight);
+  pl.weight_split = s.split;
+  pl.workspace_bytes = s.split > 1 ? std::size_t(s.split) * std::size_t(crs * p.K + p.K) * 4 : 0;
+  return pl;
 }
 
 std::size_t conv2d_workspace_bytes_cuda(const Conv2dParams& p) {
-  return static_cast<std::size_t>(conv_plan(p).total_floats) * sizeof(float);
+  return conv2d_cuda_plan(p).workspace_bytes;
 }
 
 void conv2d_forward_cuda(const Conv2dParams& p, const float* x, const float* w, const float* b,
-                         float* y, void* workspace, Stream stream) {
-  const ConvPlan pl = conv_plan(p);
-  float* col = static_cast<float*>(workspace);
-  const int64_t chw = static_cast<int64_t>(p.C) * p.H * p.W, kpq = p.K * pl.pq;
-  // y_b (K, PQ) = W (K, CRS) col_b (CRS, PQ)
-  GemmParams g = gemm_params(false, false, p.K, static_cast<int>(pl.pq), static_cast<int>(pl.crs));
-  for (int n0 = 0; n0 < p.N; n0 += pl.nb) {
-    const int nb = std::min(pl.nb, p.N - n0);
-    const float* src = x + n0 * chw;
-    if (!is_pointwise(p)) {
-      SN_LAUNCH("im2col_kernel", im2col_kernel<false>, grid_for(nb * pl.crs * pl.pq), kThreads, 0,
-                stream, p, n0, nb, x, col);
-      src = col;
-    }
-    gemm_batched(g, w, 0, src, pl.crs * pl.pq, y + n0 * kpq, kpq, nb, stream);
-  }
-  if (b != nullptr) {
-    const int64_t total = static_cast<int64_t>(p.N) * kpq;
-    SN_LAUNCH("add_bias_kernel", add_bias_kernel, grid_for(total), kThreads, 0, stream, total,
-              pl.pq, p.K, b, y);
-  }
+                         float* y, void* /*workspace*/, Stream stream, bool relu) {
+  check_sizes(p);
+  const int crs = p.C * p.R * p.S, pq = p.P * p.Q;
+  const ForwardOp op{p,
+                     x,
+                     w,
+                     b,
+                     y,
+                     relu,
+                     crs,
+                     p.R * p.S,
+                     pq,
+                     int64_t(p.C) * p.H * p.W,
+                     int64_t(p.K) * pq,
+                     FastDiv::make(p.R * p.S),
+                     FastDiv::make(p.S),
+                     FastDiv::make(pq),
+                     FastDiv::make(p.Q)};
+  const int ncols = p.N * pq;
+  launch_igemm("conv2d_forward_igemm", tile_for(p.K, ncols, false), op, p.K, ncols, crs, 1, crs,
+               stream);
 }
 
 void conv2d_backward_data_cuda(const Conv2dParams& p, const float* dy, const float* w, float* dx,
-                               void* workspace, Stream stream) {
-  const ConvPlan pl = conv_plan(p);
-  float* dcol = static_cast<float*>(workspace);
-  const int64_t chw = static_cast<int64_t>(p.C) * p.H * p.W, kpq = p.K * pl.pq;
-  if (is_pointwise(p)) {
-    // dx_b (C, HW) += Wᵀ (C, K) dy_b (K, HW)
-    GemmParams g = gemm_params(true, false, p.C, static_cast<int>(pl.pq), p.K, 1.0f, 1.0f);
-    for (int n0 = 0; n0 < p.N; n0 += 65535) {
-      const int nb = std::min(65535, p.N - n0);
-      gemm_batched(g, w, 0, dy + n0 * kpq, kpq, dx + n0 * chw, chw, nb, stream);
-    }
-    return;
-  }
-  // dcol_b (CRS, PQ) = Wᵀ (CRS, K) dy_b (K, PQ)
-  GemmParams g = gemm_params(true, false, static_cast<int>(pl.crs), static_cast<int>(pl.pq), p.K);
-  for (int n0 = 0; n0 < p.N; n0 += pl.nb) {
-    const int nb = std::min(pl.nb, p.N - n0);
-    gemm_batched(g, w, 0, dy + n0 * kpq, kpq, dcol, pl.crs * pl.pq, nb, stream);
-    SN_LAUNCH("col2im_kernel", col2im_kernel, grid_for(static_cast<int64_t>(nb) * chw), kThreads, 0,
-              stream, p, n0, nb, dcol, dx);
-  }
+                               void* /*workspace*/, Stream stream) {
+  check_sizes(p);
+  const int hw = p.H * p.W, krs = p.K * p.R * p.S;
+  const BackwardDataOp op{p,
+                          dy,
+                          w,
+                          dx,
+                          p.R * p.S,
+                          p.C * p.R * p.S,
+                          hw,
+                          int64_t(p.C) * hw,
+                          int64_t(p.K) * p.P * p.Q,
+                          FastDiv::make(p.R * p.S),
+                          FastDiv::make(p.S),
+                          FastDiv::make(hw),
+                          FastDiv::make(p.W),
+                          FastDiv::make(p.stride)};
+  const int ncols = p.N * hw;
+  launch_igemm("conv2d_backward_data_igemm", tile_for(p.C, ncols, false), op, p.C, ncols, krs, 1,
+               krs, stream);
 }
 
 void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const float* dy, float* dw,
                                  float* db, void* workspace, Stream stream) {
-  const ConvPlan pl = conv_plan(p);
-  float* col = static_cast<float*>(workspace);
-  float* dyt = col + pl.col_floats;
-  float* partial = dyt + pl.dyt_floats;
-  const int64_t dw_floats = p.K * pl.crs, pitch = round4(dw_floats);
-  const int tiles = ((p.K + 127) / 128) * static_cast<int>((pl.crs + 127) / 128);
-  for (int n0 = 0; n0 < p.N; n0 += pl.nb) {
-    const int nb = std::min(pl.nb, p.N - n0);
-    const int64_t len = nb * pl.pq;  // reduction length of this chunk
-    SN_LAUNCH("im2col_kernel", im2col_kernel<true>, grid_for(nb * pl.crs * pl.pq), kThreads, 0,
-              stream, p, n0, nb, x, col);
-    SN_LAUNCH("transpose_dy_kernel", transpose_dy_kernel, grid_for(len * p.K), kThreads, 0, stream,
-              p, n0, nb, dy, dyt);
-    // Split the reduction while the GEMM alone would leave most SMs idle and
-    // each slice keeps at least 512 terms. Slices have equal length except the
-    // last, which runs as its own GEMM.
-    int split = std::clamp(kTargetBlocks / std::max(tiles, 1), 1, pl.max_split);
-    split = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(split, len / 512)));
-    const int64_t slice = round4((len + split - 1) / split);  // float4-aligned slice starts
-    split = static_cast<int>((len + slice - 1) / slice);
-    GemmParams g =
-        gemm_params(false, true, p.K, static_cast<int>(pl.crs), static_cast<int>(len), 1.0f, 1.0f);
-    if (split <= 1) {
-      gemm_batched(g, dyt, 0, col, 0, dw, 0, 1, stream);  // dW += dyT colᵀ
-      continue;
-    }
-    g.beta = 0.0f;  // slices write partial products; the sum below accumulates
-    g.K = static_cast<int>(slice);
-    gemm_batched(g, dyt, slice, col, slice, partial, pitch, split - 1, stream);
-    g.K = static_cast<int>(len - slice * (split - 1));
-    gemm_batched(g, dyt + slice * (split - 1), 0, col + slice * (split - 1), 0,
-                 partial + pitch * (split - 1), 0, 1, stream);
-    SN_LAUNCH("sum_partials_kernel", sum_partials_kernel, grid_for(dw_floats), kThreads, 0, stream,
-              dw_floats, split, pitch, partial, dw);
-  }
-  if (db != nullptr) {
-    SN_LAUNCH("bias_grad_kernel", bias_grad_kernel, static_cast<unsigned>(std::min(p.K, 65535)),
-              kThreads, 0, stream, p, dy, db);
+  check_sizes(p);
+  const int crs = p.C * p.R * p.S, pq = p.P * p.Q, hw = p.H * p.W;
+  const Conv2dTile t = tile_for(p.K, crs, true);
+  const WgradSplit s = wgrad_split(p, t);
+  float* partial = s.split > 1 ? static_cast<float*>(workspace) : nullptr;
+  require(s.split == 1 || workspace != nullptr, "conv2d",
+          "the CUDA weight gradient needs conv2d_workspace_bytes_cuda() of workspace");
+  const BackwardWeightOp op{p,
+                            x,
+                            dy,
+                            dw,
+                            db,
+                            partial,
+                            p.R * p.S,
+                            crs,
+                            pq,
+                            hw,
+                            int64_t(p.C) * hw,
+                            int64_t(p.K) * pq,
+                            int64_t(p.K) * crs,
+                            FastDiv::make(pq),
+                            FastDiv::make(p.Q)};
+  launch_igemm("conv2d_backward_weight_igemm", t, op, p.K, crs, p.N * pq, s.split, s.slice, stream);
+  if (s.split > 1) {
+    const int64_t kcrs = int64_t(p.K) * crs;
+    SN_LAUNCH("sum_partials_kernel", sum_partials_kernel, grid_for(kcrs + p.K), kThreads, 0, stream,
+              kcrs, p.K, s.split, partial, dw, db);
   }
 }
 

@@ -1,5 +1,5 @@
 // Internal to kernels/cuda: the strided-batched GEMM every CUDA op routes its
-// matrix products through (conv2d runs one GEMM per image of a chunk).
+// matrix products through (linear; conv2d has its own implicit-GEMM kernels).
 //   for b in [0, batch): C_b = alpha * op(A_b) op(B_b) + beta * C_b,
 //   X_b = X + b * stride_x (a stride of 0 shares one matrix across the batch).
 // gemm_batched picks the hand-written kernel, or cuBLAS when
