@@ -4,9 +4,10 @@
 // test_bench.cpp), at batch 1 and 3: CUDA kernels against the CPU reference.
 // Identical shapes are checked once per test case (VGG-16 adds few shapes to
 // VGG-13). Among them: ResNet's 7x7 maps at 224 (leading dimension 49, odd
-// batch strides at batch 3), the 64 -> 64 conv at 224 (VGG-13/16/19), which
-// the CUDA conv processes two images per chunk (so batch 3 ends in a ragged
-// chunk), and VGG-11's first conv at batch 19: a chunk of 18 images, then 1.
+// batch strides at batch 3, and 3*49 = 147 GEMM columns: a ragged column
+// tile), the 64 -> 64 conv at 224 (VGG-13/16/19), and VGG-11's first conv at
+// batch 19: one long implicit GEMM whose weight gradient takes the largest
+// split-K.
 // Tolerance rule: see test_cuda_helpers.h. Conv, linear and pooling run on
 // integer data and must equal the CPU bit for bit (rule 1), except average
 // pooling's backward with a non-power-of-two window (rule 2); global average
@@ -103,11 +104,11 @@ TEST_CASE("CUDA kernels match the CPU on every layer shape of ResNet-18/34 at 96
 }
 
 // About 2 minutes on the emulated target (2 cores): [heavy].
-TEST_CASE("CUDA conv2d matches the CPU on VGG-11's first layer at batch 19 (chunks of 18 and 1)",
+TEST_CASE("CUDA conv2d matches the CPU on VGG-11's first layer at batch 19 (maximal split-K)",
           "[cuda][shapes][conv2d][heavy]") {
-  // The CUDA conv's chunk holds 256 MB of im2col + dy: (9 + 64) * 224 * 224
-  // floats per image gives 18 images per chunk (VGG-11 at batch 128: 7 full
-  // chunks and one of 2); batch 19 is the smallest with a ragged last chunk.
+  // Implicit GEMM with the batch folded into the columns: N*P*Q = 953,344
+  // (7,448 column tiles of 128) against a weight gradient of only 64 x 9,
+  // which the plan splits along the reduction into the most slices it takes.
   const auto p = kernels::conv2d_params(19, 1, 224, 224, 64, 3, 3, 1, 1);
   check_conv(p, true, 9000, Data::Exact);
 }
