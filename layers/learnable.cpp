@@ -134,7 +134,7 @@ Tensor BatchNorm::run(const Tensor& x, bool relu) {
     if (relu) y = scratchnet::relu(y);
   } else {
     y = (relu ? batch_norm_relu : batch_norm)(x, weight_, bias_, running_mean_, running_var_,
-                                               is_training(), momentum_, eps_);
+                                              is_training(), momentum_, eps_);
   }
   // Counted after the op succeeded, as PyTorch counts (training forwards only).
   if (is_training()) num_batches_tracked_.host<int64_t>()[0] += 1;

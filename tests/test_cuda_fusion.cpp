@@ -77,11 +77,10 @@ void check_bn_relu(int N, int C, int HW, float lo, float hi, bool training, uint
   Pair dy = random_pair(xs, seed + 5), dx = random_pair(xs, seed + 6);
   Pair dg = random_pair({C}, seed + 7), db = random_pair({C}, seed + 8);
   Tensor y_mask = yc.to(gpu());  // the same mask on both devices
-  k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), y_mask.data<float>(),
-                              dy.gpu.data<float>(), gamma.gpu.data<float>(),
-                              meanc.to(gpu()).data<float>(), invc.to(gpu()).data<float>(),
-                              dx.gpu.data<float>(), dg.gpu.data<float>(), db.gpu.data<float>(),
-                              ws.data<uint8_t>(), s);
+  k::batch_norm_backward_cuda(
+      p, training, x.gpu.data<float>(), y_mask.data<float>(), dy.gpu.data<float>(),
+      gamma.gpu.data<float>(), meanc.to(gpu()).data<float>(), invc.to(gpu()).data<float>(),
+      dx.gpu.data<float>(), dg.gpu.data<float>(), db.gpu.data<float>(), ws.data<uint8_t>(), s);
   k::batch_norm_backward_cpu(p, training, x.cpu.data<float>(), yc.data<float>(),
                              dy.cpu.data<float>(), gamma.cpu.data<float>(), meanc.data<float>(),
                              invc.data<float>(), dx.cpu.data<float>(), dg.cpu.data<float>(),
@@ -105,7 +104,8 @@ TEST_CASE("batch norm + ReLU CUDA kernels match the CPU at ResNet shapes", "[cud
   if (!small()) cases.push_back({16, 64, 24 * 24});  // several chunks per channel
   uint64_t seed = 9100;
   for (const auto& c : cases)
-    for (bool training : {true, false}) check_bn_relu(c.N, c.C, c.HW, -1.0f, 1.0f, training, seed += 10);
+    for (bool training : {true, false})
+      check_bn_relu(c.N, c.C, c.HW, -1.0f, 1.0f, training, seed += 10);
   // |mean| >> std: single pass statistics must not cancel.
   check_bn_relu(32, 4, 25, 1000.0f, 1001.0f, true, 9500);
   check_bn_relu(8, 3, 3000, -2000.0f, -1999.0f, true, 9510);  // several chunks

@@ -70,8 +70,7 @@ TEST_CASE("batch_norm_relu equals relu(batch_norm) bit for bit, forward and back
   uint64_t seed = 7000;
   for (const auto& c : cases)
     for (bool training : {true, false}) {
-      INFO("x " << shape_str(c.xs) << " in [" << c.lo << ", " << c.hi
-                << ") training=" << training);
+      INFO("x " << shape_str(c.xs) << " in [" << c.lo << ", " << c.hi << ") training=" << training);
       BnState a(c.xs, seed += 10, c.lo, c.hi), b(c.xs, seed, c.lo, c.hi);
       Tensor ya = relu(batch_norm(a.x, a.gamma, a.beta, a.rmean, a.rvar, training));
       Tensor yb = batch_norm_relu(b.x, b.gamma, b.beta, b.rmean, b.rvar, training);
@@ -216,8 +215,7 @@ Step resnet_steps(bool fusion) {
     }
     opt.step();
   }
-  for (const auto& p : model->named_parameters())
-    out.params.push_back({p.name, p.tensor.clone()});
+  for (const auto& p : model->named_parameters()) out.params.push_back({p.name, p.tensor.clone()});
   for (const auto& b : model->named_buffers()) out.buffers.push_back({b.name, b.tensor.clone()});
   return out;
 }
