@@ -26,11 +26,18 @@ Tensor global_avg_pool(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor add(const Tensor& a, const Tensor& b);  // same shape
+// relu(add(a, b)) in one op (a residual block's end); saves only its output.
+Tensor add_relu(const Tensor& a, const Tensor& b);
 // x (N, C, H, W) or (N, C); gamma, beta, running_mean, running_var (C).
 // Training mode updates the running statistics in place.
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                   const Tensor& running_mean, const Tensor& running_var, bool training,
                   float momentum = 0.1f, float eps = 1e-5f);
+// relu(batch_norm(...)) in one op: the same values bit for bit, without the
+// intermediate tensor or a separate ReLU pass forward and backward.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       const Tensor& running_mean, const Tensor& running_var, bool training,
+                       float momentum = 0.1f, float eps = 1e-5f);
 // Sums doubles element-wise over the data-parallel ranks, in place, the same
 // on every rank (train/distributed.h gives one; in one process: nothing to do).
 using SumOverRanks = std::function<void(std::vector<double>&)>;

@@ -103,6 +103,37 @@ Tensor add(const Tensor& a, const Tensor& b) {
   return y;
 }
 
+Tensor add_relu(const Tensor& a, const Tensor& b) {
+  [[maybe_unused]] const char* op = "add_relu";
+  check_dtype(op, "first operand", a, DType::F32);
+  check_dtype(op, "second operand", b, DType::F32);
+  check_shape(a.shape() == b.shape(), op, "a tensor of shape " + shape_str(a.shape()), b);
+  check_same_device(op, {&a, &b});
+  Tensor y = Tensor::empty(a.shape(), a.device());
+  if (a.is_cuda()) {
+    SN_GPU(k::add_relu_forward_cuda(a.numel(), a.data<float>(), b.data<float>(), y.data<float>(),
+                                    stream()));
+  } else {
+    k::add_relu_forward_cpu(a.numel(), a.data<float>(), b.data<float>(), y.data<float>());
+  }
+  if (needs_grad({&a, &b})) {
+    // Saves its output (the mask y > 0), as relu(add(a, b)) would: add saves nothing.
+    record(y, op, {a, b}, {y.detach()},
+           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+             [[maybe_unused]] const char* op = "add_relu backward";
+             const Tensor& ys = s[0];
+             if (gy.is_cuda()) {
+               SN_GPU(k::add_relu_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
+                                                ptr_or_null(g[0]), ptr_or_null(g[1]), stream()));
+             } else {
+               k::add_relu_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(),
+                                        ptr_or_null(g[0]), ptr_or_null(g[1]));
+             }
+           });
+  }
+  return y;
+}
+
 // --- dropout --------------------------------------------------------------------
 
 Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {

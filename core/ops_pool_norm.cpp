@@ -126,18 +126,22 @@ k::BatchNormParams ops_detail::batch_norm_checks(const char* op, const Tensor& x
                               as_int(op, "H*W", hw), eps, momentum);
 }
 
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                  const Tensor& running_mean, const Tensor& running_var, bool training,
-                  float momentum, float eps) {
-  [[maybe_unused]] const char* op = "batch_norm";
-  const auto p = batch_norm_checks(op, x, gamma, beta, running_mean, running_var, momentum, eps);
+namespace {
+
+// batch_norm and batch_norm_relu: one op, the ReLU fused into its kernels
+// when `relu` (kernels/batchnorm.h).
+Tensor batch_norm_op(const char* op, bool relu, const Tensor& x, const Tensor& gamma,
+                     const Tensor& beta, const Tensor& running_mean, const Tensor& running_var,
+                     bool training, float momentum, float eps) {
+  auto p = batch_norm_checks(op, x, gamma, beta, running_mean, running_var, momentum, eps);
+  p.relu = relu;
   const int64_t C = p.C;
   const Device d = x.device();
   Tensor y = Tensor::empty(x.shape(), d);
   Tensor mean = Tensor::empty({C}, d), invstd = Tensor::empty({C}, d);
   if (training) {
     if (p.N * p.HW < 2)
-      throw ShapeError("batch_norm: training needs more than one value per channel, got " +
+      throw ShapeError(std::string(op) + ": training needs more than one value per channel, got " +
                        x.str() + " (use a batch larger than 1)");
     if (d.is_cuda()) {
       SN_GPU(Tensor ws = workspace(k::batch_norm_workspace_bytes_cuda(p), d);
@@ -171,21 +175,27 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
         k::batch_norm_invstd_cpu(p.C, eps, running_var.data<float>(), invstd.data<float>());
       }
     }
-    // Saves its input, gamma and the per-channel statistics (not its output).
-    record(y, op, {x, gamma, beta}, {x.detach(), gamma.detach(), mean, invstd},
+    // Saves its input, gamma and the per-channel statistics; with the fused
+    // ReLU also its output, whose mask (y > 0) backward applies to dy. That
+    // output is what an unfused ReLU would have saved (and the next conv
+    // saves the same storage), so fusing costs no saved memory.
+    std::vector<Tensor> saved{x.detach(), gamma.detach(), mean, invstd};
+    if (relu) saved.push_back(y.detach());
+    record(y, relu ? "batch_norm_relu" : "batch_norm", {x, gamma, beta}, std::move(saved),
            [p, training](const Tensor& gy, const std::vector<Tensor>& g,
                          const std::vector<Tensor>& s) {
              [[maybe_unused]] const char* op = "batch_norm backward";
              const Tensor &xs = s[0], &gs = s[1], &mean = s[2], &invstd = s[3];
+             const float* ys = p.relu ? s[4].data<float>() : nullptr;
              Tensor dx = g[0], dgamma = or_scratch(g[1], gs), dbeta = or_scratch(g[2], gs);
              if (gy.is_cuda()) {
                SN_GPU(Tensor ws = workspace(k::batch_norm_workspace_bytes_cuda(p), gy.device());
                       k::batch_norm_backward_cuda(
-                          p, training, xs.data<float>(), gy.data<float>(), gs.data<float>(),
+                          p, training, xs.data<float>(), ys, gy.data<float>(), gs.data<float>(),
                           mean.data<float>(), invstd.data<float>(), ptr_or_null(dx),
                           dgamma.data<float>(), dbeta.data<float>(), ws.data<uint8_t>(), stream()));
              } else {
-               k::batch_norm_backward_cpu(p, training, xs.data<float>(), gy.data<float>(),
+               k::batch_norm_backward_cpu(p, training, xs.data<float>(), ys, gy.data<float>(),
                                           gs.data<float>(), mean.data<float>(),
                                           invstd.data<float>(), ptr_or_null(dx),
                                           dgamma.data<float>(), dbeta.data<float>());
@@ -193,6 +203,22 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
            });
   }
   return y;
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                  const Tensor& running_mean, const Tensor& running_var, bool training,
+                  float momentum, float eps) {
+  return batch_norm_op("batch_norm", false, x, gamma, beta, running_mean, running_var, training,
+                       momentum, eps);
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       const Tensor& running_mean, const Tensor& running_var, bool training,
+                       float momentum, float eps) {
+  return batch_norm_op("batch_norm_relu", true, x, gamma, beta, running_mean, running_var, training,
+                       momentum, eps);
 }
 
 }  // namespace scratchnet

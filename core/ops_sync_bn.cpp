@@ -57,14 +57,14 @@ void bn_sums(const k::BatchNormParams& p, const Tensor& x, const Tensor& dy, con
   [[maybe_unused]] const char* op = "batch_norm (synchronised)";
   if (x.is_cuda()) {
     SN_GPU(Tensor ws = workspace(k::batch_norm_workspace_bytes_cuda(p), x.device());
-           k::batch_norm_backward_cuda(p, false, x.data<float>(), dy.data<float>(),
+           k::batch_norm_backward_cuda(p, false, x.data<float>(), nullptr, dy.data<float>(),
                                        gamma.data<float>(), mean.data<float>(),
                                        invstd.data<float>(), ptr_or_null(dx), dgamma.data<float>(),
                                        dbeta.data<float>(), ws.data<uint8_t>(), stream()));
   } else {
-    k::batch_norm_backward_cpu(p, false, x.data<float>(), dy.data<float>(), gamma.data<float>(),
-                               mean.data<float>(), invstd.data<float>(), ptr_or_null(dx),
-                               dgamma.data<float>(), dbeta.data<float>());
+    k::batch_norm_backward_cpu(p, false, x.data<float>(), nullptr, dy.data<float>(),
+                               gamma.data<float>(), mean.data<float>(), invstd.data<float>(),
+                               ptr_or_null(dx), dgamma.data<float>(), dbeta.data<float>());
   }
 }
 

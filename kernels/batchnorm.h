@@ -13,6 +13,10 @@
 // Backward in eval mode (statistics are constants): pass the running
 // statistics as save_mean / save_invstd-from-running-var and training=false:
 //   dx += gamma * invstd * dy.
+// Fused ReLU (p.relu): forward writes y = max(BN(x), 0); backward takes that
+// y and uses g = (y > 0 ? dy : 0) in place of dy above, so BN + ReLU needs
+// neither a separate ReLU pass nor a buffer for the gradient between them.
+// y is read only when p.relu (pass nullptr otherwise).
 #pragma once
 #include <cstddef>
 
@@ -24,6 +28,7 @@ struct BatchNormParams {
   int N, C, HW;
   float eps = 1e-5f;
   float momentum = 0.1f;
+  bool relu = false;  // fused ReLU on the output (see above)
 };
 
 BatchNormParams batch_norm_params(int N, int C, int HW, float eps, float momentum);
@@ -36,8 +41,9 @@ void batch_norm_forward_eval_cpu(const BatchNormParams& p, const float* x, const
                                  const float* running_var, float* y);
 // invstd_from_running: save_mean/save_invstd hold running mean and 1/sqrt(rv+eps).
 void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const float* x,
-                             const float* dy, const float* gamma, const float* save_mean,
-                             const float* save_invstd, float* dx, float* dgamma, float* dbeta);
+                             const float* y, const float* dy, const float* gamma,
+                             const float* save_mean, const float* save_invstd, float* dx,
+                             float* dgamma, float* dbeta);
 // Eval-mode backward needs invstd of the running variance: computed here.
 void batch_norm_invstd_cpu(int C, float eps, const float* var, float* invstd);
 
@@ -51,9 +57,9 @@ void batch_norm_forward_eval_cuda(const BatchNormParams& p, const float* x, cons
                                   const float* beta, const float* running_mean,
                                   const float* running_var, float* y, Stream stream);
 void batch_norm_backward_cuda(const BatchNormParams& p, bool training, const float* x,
-                              const float* dy, const float* gamma, const float* save_mean,
-                              const float* save_invstd, float* dx, float* dgamma, float* dbeta,
-                              void* workspace, Stream stream);
+                              const float* y, const float* dy, const float* gamma,
+                              const float* save_mean, const float* save_invstd, float* dx,
+                              float* dgamma, float* dbeta, void* workspace, Stream stream);
 void batch_norm_invstd_cuda(int C, float eps, const float* var, float* invstd, Stream stream);
 #endif
 

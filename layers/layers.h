@@ -109,7 +109,10 @@ class BatchNorm : public Module {
  public:
   // spatial: BatchNorm2d over (N, C, H, W); otherwise BatchNorm1d over (N, C).
   BatchNorm(int num_features, bool spatial, float eps = 1e-5f, float momentum = 0.1f);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override { return run(x, false); }
+  // relu(forward(x)) as one op (batch_norm_relu): what a container calls
+  // when a ReLU follows this layer and fusion is on (Module::set_fusion).
+  Tensor forward_relu(const Tensor& x) { return run(x, true); }
   std::string describe() const override;
   Shape output_shape(const Shape& in) const override;
 
@@ -125,6 +128,8 @@ class BatchNorm : public Module {
   void set_sync(SumOverRanks sum) { sync_ = std::move(sum); }
 
  private:
+  Tensor run(const Tensor& x, bool relu);
+
   SumOverRanks sync_;
   int features_;
   bool spatial_;

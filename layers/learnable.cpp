@@ -124,15 +124,18 @@ BatchNorm::BatchNorm(int num_features, bool spatial, float eps, float momentum)
       register_buffer("num_batches_tracked", Tensor::zeros(Shape{}, Device::cpu(), DType::I64));
 }
 
-Tensor BatchNorm::forward(const Tensor& x) {
+Tensor BatchNorm::run(const Tensor& x, bool relu) {
   if (x.ndim() != (spatial_ ? 4 : 2))
     throw ShapeError(describe() + ": expected input " + (spatial_ ? "(N, C, H, W)" : "(N, C)") +
                      ", got " + x.str());
-  Tensor y = is_training() && sync_
-                 ? batch_norm_synced(x, weight_, bias_, running_mean_, running_var_, sync_,
-                                     momentum_, eps_)
-                 : batch_norm(x, weight_, bias_, running_mean_, running_var_, is_training(),
-                              momentum_, eps_);
+  Tensor y;
+  if (is_training() && sync_) {  // no fused variant: the ReLU runs on its own
+    y = batch_norm_synced(x, weight_, bias_, running_mean_, running_var_, sync_, momentum_, eps_);
+    if (relu) y = scratchnet::relu(y);
+  } else {
+    y = (relu ? batch_norm_relu : batch_norm)(x, weight_, bias_, running_mean_, running_var_,
+                                              is_training(), momentum_, eps_);
+  }
   // Counted after the op succeeded, as PyTorch counts (training forwards only).
   if (is_training()) num_batches_tracked_.host<int64_t>()[0] += 1;
   return y;

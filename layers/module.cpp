@@ -67,6 +67,11 @@ void Module::train(bool on) {
   for (auto& [name, child] : children_) child->train(on);
 }
 
+void Module::set_fusion(bool on) {
+  fusion_ = on;
+  for (auto& [name, child] : children_) child->set_fusion(on);
+}
+
 void Module::to(Device device) {
   for (auto& entry : state_dict()) {
     Tensor& t = entry.tensor;

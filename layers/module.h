@@ -63,6 +63,15 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
+  // Operator fusion (on by default): containers run a BatchNorm followed by
+  // a ReLU as one batch_norm_relu op, and Residual its final add + ReLU as
+  // add_relu. The modules, their names and state stay as they are (the
+  // state_dict and the summary do not change); only the ops forward calls
+  // do, with the same results (bit for bit on the CPU). Off: every leaf runs
+  // its own op, for comparison. Applies to this module and its children.
+  void set_fusion(bool on);
+  bool fusion() const { return fusion_; }
+
   // Moves every float parameter and buffer to `device` in place (the Tensor
   // handles held elsewhere see the move). Integer buffers stay on the host.
   void to(Device device);
@@ -81,6 +90,7 @@ class Module {
                std::vector<NamedTensor>& out) const;
 
   bool training_ = true;
+  bool fusion_ = true;
   // Owned tensors by local name. std::vector keeps registration order.
   std::vector<NamedTensor> params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;

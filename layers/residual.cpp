@@ -21,9 +21,15 @@ Residual::Residual(Generator& gen, int input_channels, int num_channels, bool us
 }
 
 Tensor Residual::forward(const Tensor& x) {
-  Tensor y = relu(bn1_->forward(conv1_->forward(x)));
+  if (!fusion()) {
+    Tensor y = relu(bn1_->forward(conv1_->forward(x)));
+    y = bn2_->forward(conv2_->forward(y));
+    return relu(add(y, conv3_ ? conv3_->forward(x) : x));
+  }
+  // The same computation with bn1 + ReLU and add + ReLU fused.
+  Tensor y = bn1_->forward_relu(conv1_->forward(x));
   y = bn2_->forward(conv2_->forward(y));
-  return relu(add(y, conv3_ ? conv3_->forward(x) : x));
+  return add_relu(y, conv3_ ? conv3_->forward(x) : x);
 }
 
 std::string Residual::describe() const {

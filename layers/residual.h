@@ -4,6 +4,8 @@
 // with use_1x1conv, bn1 / bn2 BatchNorm2d. Children are registered in the
 // reference's order (conv1, conv2, conv3, bn1, bn2) so the state_dict keys and
 // order match; forward and trace_shapes follow the data flow instead.
+// With fusion on (the default, Module::set_fusion) forward runs
+// relu(bn1(.)) as batch_norm_relu and the final relu(add) as add_relu.
 #pragma once
 #include <memory>
 

@@ -1,11 +1,29 @@
 #include "layers/sequential.h"
 
+#include "layers/layers.h"
+
 namespace scratchnet {
+
+void Chain::plan_fusion() {
+  const auto& c = children();
+  fuse_with_next_.assign(c.size(), false);
+  for (std::size_t i = 0; i + 1 < c.size(); ++i)
+    fuse_with_next_[i] = dynamic_cast<const BatchNorm*>(c[i].second.get()) != nullptr &&
+                         dynamic_cast<const ReLU*>(c[i + 1].second.get()) != nullptr;
+}
 
 Tensor Chain::forward(const Tensor& x) {
   if (children().empty()) return x;  // as an empty nn.Sequential
+  const auto& c = children();
   Tensor y = x;
-  for (const auto& [name, child] : children()) y = child->forward(y);
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    if (fusion() && fuse_with_next_[i]) {  // BatchNorm + ReLU: one op, the ReLU skipped
+      y = static_cast<BatchNorm&>(*c[i].second).forward_relu(y);
+      ++i;
+    } else {
+      y = c[i].second->forward(y);
+    }
+  }
   return y;
 }
 

@@ -4,10 +4,14 @@
 //     hand-written modules (AlexNet's conv1, rl1, ...; VGG_block's conv0,
 //     relu0, ..., max_pool) whose forward is exactly that chain.
 //   Sequential: nn.Sequential, children named "0", "1", ...
+// Fusion pass: as children are added, a BatchNorm directly followed by a ReLU
+// is marked as a pair that forward runs as one op (BatchNorm::forward_relu)
+// while fusion is on (Module::set_fusion); both children stay registered.
 #pragma once
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "layers/module.h"
 
@@ -22,7 +26,9 @@ class Chain : public Module {
     if (!m) throw ValueError(type_name_ + ": cannot add an empty module as '" + name + "'");
     for (const auto& c : children())
       if (c.first == name) throw ValueError(type_name_ + ": a child named '" + name + "' exists");
-    return register_module(name, std::move(m));
+    auto added = register_module(name, std::move(m));
+    plan_fusion();
+    return added;
   }
   Tensor forward(const Tensor& x) override;
   std::string describe() const override { return type_name_; }
@@ -33,7 +39,11 @@ class Chain : public Module {
   Module& operator[](std::size_t i) const;
 
  private:
+  void plan_fusion();
+
   std::string type_name_;
+  // fuse_with_next_[i]: child i is a BatchNorm and child i + 1 a ReLU.
+  std::vector<bool> fuse_with_next_;
 };
 
 class Sequential : public Chain {

@@ -215,11 +215,11 @@ inline void check_batch_norm(const k::BatchNormParams& p, uint64_t seed) {
   require_ulps(y, yc, (hi - lo) * max_inv * 1.5 + 1.0, "y");  // m: |x - mean| scale + |beta|
   Pair dy = random_pair(xs, seed + 5), dx = random_pair(xs, seed + 6);
   Pair dg = random_pair({p.C}, seed + 7), db = random_pair({p.C}, seed + 8);
-  k::batch_norm_backward_cuda(p, true, x.gpu.data<float>(), dy.gpu.data<float>(),
+  k::batch_norm_backward_cuda(p, true, x.gpu.data<float>(), nullptr, dy.gpu.data<float>(),
                               gamma.gpu.data<float>(), meanc.to(gpu()).data<float>(),
                               invc.to(gpu()).data<float>(), dx.gpu.data<float>(),
                               dg.gpu.data<float>(), db.gpu.data<float>(), ws.data<uint8_t>(), s);
-  k::batch_norm_backward_cpu(p, true, x.cpu.data<float>(), dy.cpu.data<float>(),
+  k::batch_norm_backward_cpu(p, true, x.cpu.data<float>(), nullptr, dy.cpu.data<float>(),
                              gamma.cpu.data<float>(), meanc.data<float>(), invc.data<float>(),
                              dx.cpu.data<float>(), dg.cpu.data<float>(), db.cpu.data<float>());
   require_ulps(db.gpu, db.cpu, 1.0, "dbeta");

@@ -258,10 +258,10 @@ TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda]
       Pair dy = random_pair(xs, seed + 5), dx = random_pair(xs, seed + 6);
       Pair dg = random_pair({c.C}, seed + 7), db = random_pair({c.C}, seed + 8);
       k::batch_norm_backward_cuda(
-          p, training, x.gpu.data<float>(), dy.gpu.data<float>(), gamma.gpu.data<float>(),
+          p, training, x.gpu.data<float>(), nullptr, dy.gpu.data<float>(), gamma.gpu.data<float>(),
           meanc.to(gpu()).data<float>(), invc.to(gpu()).data<float>(), dx.gpu.data<float>(),
           dg.gpu.data<float>(), db.gpu.data<float>(), ws.data<uint8_t>(), s);
-      k::batch_norm_backward_cpu(p, training, x.cpu.data<float>(), dy.cpu.data<float>(),
+      k::batch_norm_backward_cpu(p, training, x.cpu.data<float>(), nullptr, dy.cpu.data<float>(),
                                  gamma.cpu.data<float>(), meanc.data<float>(), invc.data<float>(),
                                  dx.cpu.data<float>(), dg.cpu.data<float>(), db.cpu.data<float>());
       // Sums in double rounded once, added to the old value (|.| < 1): rule 3, m = 1.
@@ -274,13 +274,13 @@ TEST_CASE("batch norm CUDA kernels match the CPU and are deterministic", "[cuda]
       require_ulps(dx.gpu, dx.cpu, kmax * (3.0 + (c.hi - c.lo) * max_inv) + 1.0, "dx");
       // dx may be null (input needs no gradient): only the parameter gradients.
       Tensor dg2 = Tensor::zeros({c.C}, gpu()), db2 = Tensor::zeros({c.C}, gpu());
-      k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), dy.gpu.data<float>(),
+      k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), nullptr, dy.gpu.data<float>(),
                                   gamma.gpu.data<float>(), meanc.to(gpu()).data<float>(),
                                   invc.to(gpu()).data<float>(), nullptr, dg2.data<float>(),
                                   db2.data<float>(), ws.data<uint8_t>(), s);
       const auto dg2a = dg2.to_vector();
       dg2.zero_();
-      k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), dy.gpu.data<float>(),
+      k::batch_norm_backward_cuda(p, training, x.gpu.data<float>(), nullptr, dy.gpu.data<float>(),
                                   gamma.gpu.data<float>(), meanc.to(gpu()).data<float>(),
                                   invc.to(gpu()).data<float>(), nullptr, dg2.data<float>(),
                                   db2.data<float>(), ws.data<uint8_t>(), s);

@@ -100,12 +100,16 @@ Ledger vgg11_ledger(int n, int hw, int divisor) {
   return l;
 }
 
-// ResNet-18. Batch norm saves its input and its batch mean and 1/std (C each;
-// gamma is a parameter). Per residual: bn1's input (conv1's output), relu1's
-// output (conv2's input), bn2's input (conv2's output) and the final ReLU's
-// output (the next block's input, saved by its conv1 / conv3). Saved by
-// nobody: bn outputs (a ReLU or the add reads them), conv3's output and the
-// add's output (add saves nothing; the ReLU after it saves its own output).
+// ResNet-18 (fusion on, the default: layers/module.h). Batch norm saves its
+// input and its batch mean and 1/std (C each; gamma is a parameter); fused
+// with the ReLU after it (batch_norm_relu: the stem and each bn1) also its
+// output, the ReLU mask, which is what the separate ReLU saved before: the
+// same bytes fused or not. Per residual: bn1's input (conv1's output), the
+// bn1+ReLU output (conv2's input), bn2's input (conv2's output) and the
+// add_relu output (the next block's input, saved by its conv1 / conv3, and
+// by add_relu for its mask). Saved by nobody: bn2's output and conv3's
+// output (add_relu reads them), and, unfused, the pre-ReLU tensors (with
+// fusion they are never allocated).
 Ledger resnet18_ledger(int n, int hw) {
   Ledger l;
   auto bn = [&](const std::string& name, int c, int h) {
@@ -116,7 +120,7 @@ Ledger resnet18_ledger(int n, int hw) {
   l.add("input batch (stem conv's input)", int64_t{n} * hw * hw, kF32);
   int h = out_size(hw, 7, 2, 3);
   bn("stem bn", 64, h);
-  l.add("stem relu output", int64_t{n} * 64 * h * h, kF32);
+  l.add("stem bn+relu output", int64_t{n} * 64 * h * h, kF32);
   h = out_size(h, 3, 2, 1);
   l.add("stem max_pool argmax int32", int64_t{n} * 64 * h * h, kI32);
   l.add("stem max_pool output (first residual's input)", int64_t{n} * 64 * h * h, kF32);
@@ -127,9 +131,9 @@ Ledger resnet18_ledger(int n, int hw) {
       const std::string res = std::to_string(stage + 1) + "." + std::to_string(r);
       h = out_size(h, 3, (r == 0 && stage > 0) ? 2 : 1, 1);
       bn(res + ".bn1", c, h);
-      l.add(res + " relu1 output (conv2's input)", int64_t{n} * c * h * h, kF32);
+      l.add(res + " bn1+relu output (conv2's input)", int64_t{n} * c * h * h, kF32);
       bn(res + ".bn2", c, h);
-      l.add(res + " final relu output (the next layer's input)", int64_t{n} * c * h * h, kF32);
+      l.add(res + " add_relu output (the next layer's input)", int64_t{n} * c * h * h, kF32);
     }
   }
   l.add("global avg pool output (linear's input)", int64_t{n} * 512, kF32);

@@ -188,9 +188,10 @@ Case bn_case(const k::BatchNormParams& p, Device d, uint64_t seed) {
   Pass bwd{"bwd", 0, F * double(4 * n), nullptr, {{dx, n}, {dgamma, p.C}, {dbeta, p.C}}, m};
   bwd.run = [=] {
     SN_BENCH_CALL(
-        d, k::batch_norm_backward_cpu(p, true, x, dy, gamma, mean, invstd, dx, dgamma, dbeta),
-        k::batch_norm_backward_cuda(p, true, x, dy, gamma, mean, invstd, dx, dgamma, dbeta, ws,
-                                    st));
+        d,
+        k::batch_norm_backward_cpu(p, true, x, nullptr, dy, gamma, mean, invstd, dx, dgamma, dbeta),
+        k::batch_norm_backward_cuda(p, true, x, nullptr, dy, gamma, mean, invstd, dx, dgamma, dbeta,
+                                    ws, st));
   };
   c.passes = {fwd, bwd};
   return c;

@@ -6,7 +6,12 @@
 // hundreds of thousands. Runs are summed with per-vector-lane partial sums
 // (see run_sum).
 // Statistics use two passes (mean, then squared deviations): the one-pass
-// E[x^2] - E[x]^2 loses everything when |mean| >> std.
+// E[x^2] - E[x]^2 loses everything when |mean| >> std. (The CUDA kernel reads
+// x once for them instead, merging per-block moments; this stays the plain
+// two-pass oracle.)
+// The fused ReLU (p.relu) is the unfused composition's arithmetic exactly:
+// the same affine value clamped at 0; backward's g = (y > 0 ? dy : 0) is what
+// ReLU's backward would have written into a zeroed buffer.
 #include "kernels/batchnorm.h"
 
 #include <cmath>
@@ -22,17 +27,30 @@ inline float* run(const BatchNormParams& p, float* base, int n, int c) {
   return base + (static_cast<int64_t>(n) * p.C + c) * p.HW;
 }
 
-// y = (x - mean) * scale + beta over channel c. Subtracting the mean first
-// (rather than folding it into one shift) keeps the precision when
-// |mean| >> std: x * scale and the shift would cancel.
+// y = (x - mean) * scale + beta over channel c (then max(., 0) with p.relu).
+// Subtracting the mean first (rather than folding it into one shift) keeps
+// the precision when |mean| >> std: x * scale and the shift would cancel.
 void affine_channel(const BatchNormParams& p, int c, const float* x, float mean, float scale,
                     float beta, float* y) {
   for (int n = 0; n < p.N; ++n) {
     const float* xr = run(p, x, n, c);
     float* yr = run(p, y, n, c);
+    if (p.relu) {
 #pragma omp simd
-    for (int i = 0; i < p.HW; ++i) yr[i] = (xr[i] - mean) * scale + beta;
+      for (int i = 0; i < p.HW; ++i) {
+        const float v = (xr[i] - mean) * scale + beta;
+        yr[i] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+#pragma omp simd
+      for (int i = 0; i < p.HW; ++i) yr[i] = (xr[i] - mean) * scale + beta;
+    }
   }
+}
+
+// The gradient reaching BN's output: dy, or ReLU's backward of it (y > 0).
+inline float grad_in(const float* yr, const float* dyr, int i) {
+  return yr == nullptr || yr[i] > 0.0f ? dyr[i] : 0.0f;
 }
 
 // Σ f(i) for i in [0, n) in double. The simd reduction keeps one partial sum
@@ -51,11 +69,13 @@ double run_sum(int n, F f) {
 struct RunSums {
   double dy, dy_xhat;
 };
-RunSums dy_sums(int n, const float* xr, const float* dyr, float mean, float invstd) {
+// yr: the fused ReLU's output run (mask y > 0), or nullptr.
+RunSums dy_sums(int n, const float* xr, const float* yr, const float* dyr, float mean,
+                float invstd) {
   double a = 0.0, b = 0.0;
 #pragma omp simd reduction(+ : a, b)
   for (int i = 0; i < n; ++i) {
-    const double g = dyr[i];
+    const double g = grad_in(yr, dyr, i);
     a += g;
     b += g * ((xr[i] - mean) * invstd);
   }
@@ -108,9 +128,11 @@ void batch_norm_forward_eval_cpu(const BatchNormParams& p, const float* x, const
 }
 
 void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const float* x,
-                             const float* dy, const float* gamma, const float* save_mean,
-                             const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
+                             const float* y, const float* dy, const float* gamma,
+                             const float* save_mean, const float* save_invstd, float* dx,
+                             float* dgamma, float* dbeta) {
   const double m = static_cast<double>(p.N) * p.HW;
+  const float* ymask = p.relu ? y : nullptr;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < p.C; ++c) {
     const float mean = save_mean[c], invstd = save_invstd[c];
@@ -118,7 +140,8 @@ void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const floa
     for (int n = 0; n < p.N; ++n) {
       const float* xr = run(p, x, n, c);
       const float* dyr = run(p, dy, n, c);
-      const RunSums r = dy_sums(p.HW, xr, dyr, mean, invstd);
+      const float* yr = ymask ? run(p, ymask, n, c) : nullptr;
+      const RunSums r = dy_sums(p.HW, xr, yr, dyr, mean, invstd);
       sum_dy += r.dy;
       sum_dy_xhat += r.dy_xhat;
     }
@@ -129,9 +152,10 @@ void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const floa
     if (!training) {  // statistics are constants: a plain affine map
       for (int n = 0; n < p.N; ++n) {
         const float* dyr = run(p, dy, n, c);
+        const float* yr = ymask ? run(p, ymask, n, c) : nullptr;
         float* dxr = run(p, dx, n, c);
 #pragma omp simd
-        for (int i = 0; i < p.HW; ++i) dxr[i] += k * dyr[i];
+        for (int i = 0; i < p.HW; ++i) dxr[i] += k * grad_in(yr, dyr, i);
       }
       continue;
     }
@@ -140,11 +164,12 @@ void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const floa
     for (int n = 0; n < p.N; ++n) {
       const float* xr = run(p, x, n, c);
       const float* dyr = run(p, dy, n, c);
+      const float* yr = ymask ? run(p, ymask, n, c) : nullptr;
       float* dxr = run(p, dx, n, c);
 #pragma omp simd
       for (int i = 0; i < p.HW; ++i) {
         const float xhat = (xr[i] - mean) * invstd;
-        dxr[i] += k * (dyr[i] - mean_dy - xhat * mean_dy_xhat);
+        dxr[i] += k * (grad_in(yr, dyr, i) - mean_dy - xhat * mean_dy_xhat);
       }
     }
   }

@@ -1,5 +1,5 @@
 // CPU reference for the pointwise ops over n contiguous floats (relu,
-// sigmoid, add, accumulate, fill). Each element is independent, so the loops
+// sigmoid, add, add_relu, accumulate, fill). Each element is independent, so the loops
 // are split across OpenMP threads and vectorised; results do not depend on
 // the thread count. Small tensors stay on one thread: spawning a team costs
 // more than the work.
@@ -38,6 +38,24 @@ void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx)
 void add_forward_cpu(int64_t n, const float* a, const float* b, float* y) {
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+// The same float operations as relu(add(a, b)): the sum, then the clamp.
+void add_relu_forward_cpu(int64_t n, const float* a, const float* b, float* y) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = a[i] + b[i];
+    y[i] = v > 0.0f ? v : 0.0f;
+  }
+}
+
+// One loop per operand: da and db may be the same buffer (add_relu(x, x)).
+void add_relu_backward_cpu(int64_t n, const float* y, const float* dy, float* da, float* db) {
+  for (float* d : {da, db}) {
+    if (d == nullptr) continue;
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) d[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+  }
 }
 
 void accumulate_cpu(int64_t n, const float* x, float* y) {

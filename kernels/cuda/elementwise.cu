@@ -50,6 +50,28 @@ struct Add {
   float* y;
   __device__ void operator()(int64_t i) const { y[i] = a[i] + b[i]; }
 };
+struct AddRelu {
+  const float* a;
+  const float* b;
+  float* y;
+  __device__ void operator()(int64_t i) const {
+    const float v = a[i] + b[i];
+    y[i] = v > 0.0f ? v : 0.0f;
+  }
+};
+// da and db may be null, or one buffer (add_relu(x, x)): each thread owns
+// element i of both, so the two += run in order.
+struct AddReluBackward {
+  const float* y;
+  const float* dy;
+  float* da;
+  float* db;
+  __device__ void operator()(int64_t i) const {
+    const float g = y[i] > 0.0f ? dy[i] : 0.0f;
+    if (da) da[i] += g;
+    if (db) db[i] += g;
+  }
+};
 struct Accumulate {
   const float* x;
   float* y;
@@ -77,6 +99,13 @@ void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx
 }
 void add_forward_cuda(int64_t n, const float* a, const float* b, float* y, Stream stream) {
   launch("add_forward", n, stream, Add{a, b, y});
+}
+void add_relu_forward_cuda(int64_t n, const float* a, const float* b, float* y, Stream stream) {
+  launch("add_relu_forward", n, stream, AddRelu{a, b, y});
+}
+void add_relu_backward_cuda(int64_t n, const float* y, const float* dy, float* da, float* db,
+                            Stream stream) {
+  launch("add_relu_backward", n, stream, AddReluBackward{y, dy, da, db});
 }
 void accumulate_cuda(int64_t n, const float* x, float* y, Stream stream) {
   launch("accumulate", n, stream, Accumulate{x, y});
