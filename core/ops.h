@@ -16,6 +16,11 @@ namespace scratchnet {
 
 // x (N, C, H, W), w (K, C, R, S), b (K) or undefined -> (N, K, P, Q)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0);
+// relu(conv2d(...)) in one op: the same values bit for bit; on CUDA the ReLU
+// runs in the convolution's epilogue, so the pre-ReLU tensor never exists.
+// Saves x, w and its output (conv2d's and relu's saves together).
+Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
+                   int pad = 0);
 // x (N, IN), w (OUT, IN), b (OUT) or undefined -> (N, OUT)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
 // (N, C, H, W) -> (N, C, P, Q); PyTorch's output size, ceil_mode=False

@@ -1,6 +1,7 @@
 // conv2d and linear: checks, dispatch and autograd nodes (see core/ops.h).
 #include "core/ops_internal.h"
 #include "kernels/conv2d.h"
+#include "kernels/elementwise.h"
 #include "kernels/linear.h"
 
 namespace scratchnet {
@@ -9,8 +10,13 @@ using namespace ops_detail;
 
 // --- conv2d -------------------------------------------------------------------
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad) {
-  [[maybe_unused]] const char* op = "conv2d";
+namespace {
+
+// conv2d and conv2d_relu: with `relu`, y = max(conv, 0) (the CUDA epilogue or
+// the CPU's ReLU in place) and backward first masks the output gradient with
+// y > 0, exactly as a separate relu op's backward would.
+Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tensor& b, int stride,
+                   int pad, bool relu) {
   check_dtype(op, "input", x, DType::F32);
   check_dtype(op, "weight", w, DType::F32);
   check_shape(x.ndim() == 4, op, "input of shape (N, C, H, W)", x);
@@ -31,19 +37,34 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
   if (d.is_cuda()) {
     SN_GPU(Tensor ws = workspace(k::conv2d_workspace_bytes_cuda(p), d);
            k::conv2d_forward_cuda(p, x.data<float>(), w.data<float>(), ptr_or_null(b),
-                                  y.data<float>(), ws.data<uint8_t>(), stream()));
+                                  y.data<float>(), ws.data<uint8_t>(), stream(), relu));
   } else {
     k::conv2d_forward_cpu(p, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
+    if (relu) k::relu_forward_cpu(y.numel(), y.data<float>(), y.data<float>());
   }
   if (needs_grad({&x, &w, &b})) {
     // Saves its input (for the weight gradient) and weight (for the data
-    // gradient), not its output.
-    record(y, op, {x, w, b}, {x.detach(), w.detach()},
-           [p, has_bias = b.defined()](const Tensor& gy, const std::vector<Tensor>& g,
-                                       const std::vector<Tensor>& s) {
+    // gradient); not its output, unless the ReLU's mask needs it.
+    std::vector<Tensor> saved{x.detach(), w.detach()};
+    if (relu) saved.push_back(y.detach());
+    record(y, op, {x, w, b}, std::move(saved),
+           [p, has_bias = b.defined(), relu](const Tensor& gy_out, const std::vector<Tensor>& g,
+                                             const std::vector<Tensor>& s) {
              [[maybe_unused]] const char* op = "conv2d backward";
              const Tensor &xs = s[0], &ws_ = s[1];
-             const Device d = gy.device();
+             const Device d = gy_out.device();
+             Tensor gy = gy_out;
+             if (relu) {  // the ReLU's backward: dy * (y > 0), into a fresh buffer
+               gy = Tensor::zeros(gy_out.shape(), d);
+               const Tensor& ys = s[2];
+               if (d.is_cuda()) {
+                 SN_GPU(k::relu_backward_cuda(gy.numel(), ys.data<float>(),
+                                              gy_out.data<float>(), gy.data<float>(), stream()));
+               } else {
+                 k::relu_backward_cpu(gy.numel(), ys.data<float>(), gy_out.data<float>(),
+                                      gy.data<float>());
+               }
+             }
              if (g[0].defined()) {
                if (d.is_cuda()) {
                  SN_GPU(Tensor ws = workspace(k::conv2d_workspace_bytes_cuda(p), d);
@@ -71,6 +92,16 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
            });
   }
   return y;
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad) {
+  return conv2d_impl("conv2d", x, w, b, stride, pad, false);
+}
+
+Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad) {
+  return conv2d_impl("conv2d_relu", x, w, b, stride, pad, true);
 }
 
 // --- linear -------------------------------------------------------------------

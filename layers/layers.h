@@ -25,6 +25,8 @@ class Conv2d : public Module {
   Conv2d(Generator& gen, int in_channels, int out_channels, int kernel_size, int stride = 1,
          int padding = 0, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)) as one op (the fusion pass's Conv2d + ReLU).
+  Tensor forward_relu(const Tensor& x);
   std::string describe() const override;
   Shape output_shape(const Shape& in) const override;
 

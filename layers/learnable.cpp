@@ -59,6 +59,10 @@ Tensor Conv2d::forward(const Tensor& x) {
   return conv2d(x, weight_, bias_, stride_, pad_);
 }
 
+Tensor Conv2d::forward_relu(const Tensor& x) {
+  return conv2d_relu(x, weight_, bias_, stride_, pad_);
+}
+
 std::string Conv2d::describe() const {
   std::string s = "Conv2d(" + std::to_string(in_) + ", " + std::to_string(out_) +
                   ", kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_);

@@ -64,7 +64,8 @@ class Module {
   bool is_training() const { return training_; }
 
   // Operator fusion (on by default): containers run a BatchNorm followed by
-  // a ReLU as one batch_norm_relu op, and Residual its final add + ReLU as
+  // a ReLU as one batch_norm_relu op, a Conv2d followed by a ReLU as one
+  // conv2d_relu op, and Residual its final add + ReLU as
   // add_relu. The modules, their names and state stay as they are (the
   // state_dict and the summary do not change); only the ops forward calls
   // do, with the same results (bit for bit on the CPU). Off: every leaf runs

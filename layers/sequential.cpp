@@ -7,9 +7,12 @@ namespace scratchnet {
 void Chain::plan_fusion() {
   const auto& c = children();
   fuse_with_next_.assign(c.size(), false);
-  for (std::size_t i = 0; i + 1 < c.size(); ++i)
-    fuse_with_next_[i] = dynamic_cast<const BatchNorm*>(c[i].second.get()) != nullptr &&
+  for (std::size_t i = 0; i + 1 < c.size(); ++i) {
+    const Module* m = c[i].second.get();
+    fuse_with_next_[i] = (dynamic_cast<const BatchNorm*>(m) != nullptr ||
+                          dynamic_cast<const Conv2d*>(m) != nullptr) &&
                          dynamic_cast<const ReLU*>(c[i + 1].second.get()) != nullptr;
+  }
 }
 
 Tensor Chain::forward(const Tensor& x) {
@@ -17,8 +20,12 @@ Tensor Chain::forward(const Tensor& x) {
   const auto& c = children();
   Tensor y = x;
   for (std::size_t i = 0; i < c.size(); ++i) {
-    if (fusion() && fuse_with_next_[i]) {  // BatchNorm + ReLU: one op, the ReLU skipped
-      y = static_cast<BatchNorm&>(*c[i].second).forward_relu(y);
+    if (fusion() && fuse_with_next_[i]) {  // X + ReLU: one op, the ReLU skipped
+      Module& m = *c[i].second;
+      if (auto* conv = dynamic_cast<Conv2d*>(&m))
+        y = conv->forward_relu(y);
+      else
+        y = static_cast<BatchNorm&>(m).forward_relu(y);
       ++i;
     } else {
       y = c[i].second->forward(y);

@@ -4,9 +4,11 @@
 //     hand-written modules (AlexNet's conv1, rl1, ...; VGG_block's conv0,
 //     relu0, ..., max_pool) whose forward is exactly that chain.
 //   Sequential: nn.Sequential, children named "0", "1", ...
-// Fusion pass: as children are added, a BatchNorm directly followed by a ReLU
-// is marked as a pair that forward runs as one op (BatchNorm::forward_relu)
-// while fusion is on (Module::set_fusion); both children stay registered.
+// Fusion pass: as children are added, a BatchNorm or a Conv2d directly
+// followed by a ReLU is marked as a pair that forward runs as one op
+// (BatchNorm::forward_relu, Conv2d::forward_relu: on CUDA the ReLU runs in the
+// convolution's epilogue) while fusion is on (Module::set_fusion); both
+// children stay registered.
 #pragma once
 #include <memory>
 #include <string>
@@ -42,7 +44,7 @@ class Chain : public Module {
   void plan_fusion();
 
   std::string type_name_;
-  // fuse_with_next_[i]: child i is a BatchNorm and child i + 1 a ReLU.
+  // fuse_with_next_[i]: child i is a BatchNorm or Conv2d and child i + 1 a ReLU.
   std::vector<bool> fuse_with_next_;
 };
 

@@ -166,4 +166,27 @@ TEST_CASE("batch_norm_relu and add_relu ops match on GPU and CPU", "[cuda][fusio
     CHECK(std::sqrt(d) <= 1e-4 * std::sqrt(n) + 1e-6);
   }
 }
+TEST_CASE("conv2d_relu op (the ReLU in the conv's epilogue) equals the CPU's exactly",
+          "[cuda][fusion][conv2d]") {
+  // Integer data (rule 1): conv sums are exact on both devices, so the ReLU
+  // sees the same values and y, dx, dw, db must be equal bit for bit.
+  const Shape xs{3, 4, 9, 9}, ws{6, 4, 3, 3};
+  Pair x = exact_pair(xs, 310), w = exact_pair(ws, 311), b = exact_pair({6}, 312);
+  for (Pair* p : {&x, &w, &b}) {
+    p->cpu.set_requires_grad(true);
+    p->gpu.set_requires_grad(true);
+  }
+  Tensor yc = conv2d_relu(x.cpu, w.cpu, b.cpu, 2, 1);
+  Tensor yg = conv2d_relu(x.gpu, w.gpu, b.gpu, 2, 1);
+  REQUIRE(yg.is_cuda());
+  require_exact(yg, yc, "y");
+  const std::vector<float> yv = yc.to_vector();
+  CHECK(std::count(yv.begin(), yv.end(), 0.0f) > 0);  // the ReLU cut something
+  Tensor g = exact_tensor(yc.shape(), 313);
+  yc.backward(g);
+  yg.backward(g.to(gpu()));
+  require_exact(x.gpu.grad(), x.cpu.grad(), "dx");
+  require_exact(w.gpu.grad(), w.cpu.grad(), "dw");
+  require_exact(b.gpu.grad(), b.cpu.grad(), "db");
+}
 #endif  // SCRATCHNET_WITH_CUDA

@@ -7,7 +7,8 @@
 // of the kink skipped). The fusion pass (Chain, Residual) must leave names,
 // state_dict and summary alone and give the unfused model's results exactly:
 // a ResNet-18 training step with fusion on and off, same loss, logits,
-// gradients, running statistics and saved-activation bytes.
+// gradients, running statistics and saved-activation bytes; conv2d_relu
+// (VGG's and AlexNet's Conv2d + ReLU) likewise, and a VGG-11 step.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -101,6 +102,43 @@ TEST_CASE("batch_norm_relu saves what relu(batch_norm) saves, no more", "[fusion
   CHECK(saved_memory(yb).storages == saved_memory(ya).storages);
 }
 
+TEST_CASE("conv2d_relu equals relu(conv2d) bit for bit, forward and backward", "[fusion][conv2d]") {
+  struct Case {
+    Shape xs, ws;
+    int stride, pad;
+    bool bias;
+  };
+  // AlexNet's 11x11 stride 4 (small), a VGG 3x3, a 1x1 without bias.
+  const std::vector<Case> cases = {{{2, 1, 23, 23}, {4, 1, 11, 11}, 4, 2, true},
+                                   {{3, 4, 7, 7}, {6, 4, 3, 3}, 1, 1, true},
+                                   {{2, 5, 4, 4}, {3, 5, 1, 1}, 1, 0, false}};
+  uint64_t seed = 7500;
+  for (const auto& c : cases) {
+    INFO("x " << shape_str(c.xs) << " w " << shape_str(c.ws));
+    seed += 10;
+    Tensor x = random_tensor(c.xs, seed).set_requires_grad(true);
+    Tensor w = random_tensor(c.ws, seed + 1).set_requires_grad(true);
+    Tensor b = c.bias ? random_tensor({c.ws[0]}, seed + 2).set_requires_grad(true) : Tensor();
+    Tensor x2 = x.detach().clone().set_requires_grad(true);
+    Tensor w2 = w.detach().clone().set_requires_grad(true);
+    Tensor b2 = c.bias ? b.detach().clone().set_requires_grad(true) : Tensor();
+    Tensor ya = relu(conv2d(x, w, b, c.stride, c.pad));
+    Tensor yb = conv2d_relu(x2, w2, b2, c.stride, c.pad);
+    require_same(yb, ya, "y");
+    const std::vector<float> yv = yb.to_vector();
+    const auto zeros = std::count(yv.begin(), yv.end(), 0.0f);
+    CHECK(zeros > 0);  // the ReLU mask matters in this case
+    CHECK(zeros < static_cast<long>(yv.size()));
+    CHECK(saved_memory(yb).bytes == saved_memory(ya).bytes);
+    Tensor g = random_tensor(ya.shape(), seed + 3);
+    ya.backward(g);
+    yb.backward(g);
+    require_same(x2.grad(), x.grad(), "dx");
+    require_same(w2.grad(), w.grad(), "dw");
+    if (c.bias) require_same(b2.grad(), b.grad(), "db");
+  }
+}
+
 TEST_CASE("add_relu equals relu(add) bit for bit and has the right gradient", "[fusion]") {
   const Shape s{3, 4, 5, 5};
   Tensor a1 = random_tensor(s, 21).set_requires_grad(true);
@@ -155,6 +193,23 @@ TEST_CASE("the fusion pass keeps a Sequential's names, summary and results", "[f
     seq->add(std::make_shared<ReLU>());
     return seq;
   };
+  // A Conv2d followed by a ReLU (VGG, AlexNet): conv2d_relu when fused.
+  auto conv_relu = [] {
+    Generator g(34);
+    auto seq = std::make_shared<Sequential>();
+    seq->add(std::make_shared<Conv2d>(g, 2, 3, 3, 1, 1));
+    seq->add(std::make_shared<ReLU>());
+    return seq;
+  };
+  {
+    auto cf = conv_relu(), cp = conv_relu();
+    cp->set_fusion(false);
+    Tensor x = random_tensor({2, 2, 5, 5}, 35);
+    Tensor yf = (*cf)(x), yp = (*cp)(x);
+    CHECK(std::string(yf.grad_fn()->name) == "conv2d_relu");
+    CHECK(std::string(yp.grad_fn()->name) == "relu");
+    require_same(yf, yp, "conv + ReLU output");
+  }
   auto fused = build(), plain = build();
   plain->set_fusion(false);
   CHECK(fused->fusion());
@@ -192,13 +247,13 @@ struct Step {
   std::size_t saved_bytes = 0;
 };
 
-// Two SGD steps of ResNet-18 at 32 px, batch 2; the state after them.
-Step resnet_steps(bool fusion) {
+// Two SGD steps of a model at `size` px, batch 2; the state after them.
+Step model_steps(const std::string& name, int size, int width_divisor, bool fusion) {
   Generator gen(41);
-  auto model = models::make("resnet18", gen);
+  auto model = models::make(name, gen, width_divisor);
   model->set_fusion(fusion);
   train::SGD opt(pack_parameters(*model), train::SgdConfig{0.05f, 0.9f, 5e-4f, false});
-  Tensor x = random_tensor({2, 1, 32, 32}, 42, 0.0f, 1.0f);
+  Tensor x = random_tensor({2, 1, size, size}, 42, 0.0f, 1.0f);
   Tensor labels = Tensor::from_vector(std::vector<int32_t>{3, 7}, {2});
   Step out;
   for (int step = 0; step < 2; ++step) {
@@ -231,8 +286,9 @@ TEST_CASE("a residual block ends in add_relu when fused", "[fusion][layers]") {
   CHECK(std::string(blk.forward(x).grad_fn()->name) == "relu");
 }
 
-TEST_CASE("ResNet-18 trains bit for bit the same with fusion on and off", "[fusion][models]") {
-  const Step on = resnet_steps(true), off = resnet_steps(false);
+namespace {
+
+void require_same_steps(const Step& on, const Step& off) {
   CHECK(same_bits(on.logits, off.logits));
   CHECK(same_bits(on.loss, off.loss));
   CHECK(on.saved_bytes == off.saved_bytes);
@@ -251,4 +307,17 @@ TEST_CASE("ResNet-18 trains bit for bit the same with fusion on and off", "[fusi
     else
       CHECK(a.host<int64_t>()[0] == b.host<int64_t>()[0]);  // num_batches_tracked
   }
+}
+
+}  // namespace
+
+TEST_CASE("ResNet-18 trains bit for bit the same with fusion on and off", "[fusion][models]") {
+  require_same_steps(model_steps("resnet18", 32, 1, true), model_steps("resnet18", 32, 1, false));
+}
+
+TEST_CASE("VGG-11 (width / 16) trains bit for bit the same with fusion on and off",
+          "[fusion][models]") {
+  // Every Conv2d + ReLU runs as conv2d_relu when fused (and dropout draws the
+  // same masks: each model has its own generator, seeded alike).
+  require_same_steps(model_steps("vgg11", 224, 16, true), model_steps("vgg11", 224, 16, false));
 }
