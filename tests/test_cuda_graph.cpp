@@ -91,6 +91,9 @@ RunResult run_small(bool graph, bool dropout, const std::vector<float>& lrs,
       opt.step();
     };
     Generator data(100);
+    // Tensors allocated between steps and kept: a replay must not write into
+    // them (the graph's blocks are its own; these sizes are the step's).
+    std::vector<Tensor> kept;
     for (int i = 0; i < steps; ++i) {
       const bool small = i < static_cast<int>(ragged.size()) && ragged[i];
       const int n = small ? 5 : 8;
@@ -104,6 +107,12 @@ RunResult run_small(bool graph, bool dropout, const std::vector<float>& lrs,
       } else {
         body(x, y, slot(losses, i), slot(correct, i));
       }
+      for (int k = 0; k < 6; ++k) kept.push_back(Tensor::full({8, 12}, float(i * 10 + k), kGpu));
+    }
+    for (std::size_t k = 0; k < kept.size(); ++k) {
+      INFO("tensor kept after step " << k / 6);
+      REQUIRE(kept[k].to_vector<float>() ==
+              std::vector<float>(96, float(k / 6 * 10 + k % 6)));
     }
     r.losses = losses.to_vector<float>();
     r.correct = correct.to_vector<int32_t>();
