@@ -275,7 +275,7 @@ void require_same_training(const TrainerRun& a, const TrainerRun& b) {
 
 }  // namespace
 
-TEST_CASE("LeNet trains the same with and without the step graph", "[cuda][graph][trainer]") {
+TEST_CASE("LeNet trains the same with and without the step graph", "[cuda][graph][trainer][model]") {
   testing::SyntheticData data;
   testing::TempDir out_on("graph-on"), out_off("graph-off");
   train::TrainConfig c = testing::small_config(data.dir.path.string(), "");
@@ -304,7 +304,7 @@ TEST_CASE("LeNet trains the same with and without the step graph", "[cuda][graph
 }
 
 TEST_CASE("the trainer falls back to eager steps with a one-line note when capture fails",
-          "[cuda][graph][trainer]") {
+          "[cuda][graph][trainer][model]") {
   testing::SyntheticData data;
   testing::TempDir out_on("graph-fail"), out_off("graph-fail-off");
   train::TrainConfig c = testing::small_config(data.dir.path.string(), "");
