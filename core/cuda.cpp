@@ -177,8 +177,11 @@ void abort_capture() noexcept {
     cudaGraph_t graph = nullptr;
     // Expected to fail (cudaErrorStreamCaptureInvalidated) when an unsafe call
     // ended the capture's use; either way its work is dropped.
-    if (cudaStreamEndCapture(s, &graph) == cudaSuccess && graph != nullptr)
-      cudaGraphDestroy(graph);
+    if (cudaStreamEndCapture(s, &graph) == cudaSuccess && graph != nullptr) {
+      const cudaError_t err = cudaGraphDestroy(graph);
+      if (err != cudaSuccess)
+        std::fprintf(stderr, "scratchnet: cudaGraphDestroy failed: %s\n", cudaGetErrorString(err));
+    }
   }
   cudaGetLastError();  // the refused call's error is handled here, not by the next launch
 }

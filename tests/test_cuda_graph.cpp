@@ -75,7 +75,8 @@ RunResult run_small(bool graph, bool dropout, const std::vector<float>& lrs,
   {
     train::StepGraph sg(graph, *model, opt, gen, log);
     const int steps = static_cast<int>(lrs.size());
-    Tensor losses = Tensor::zeros({steps}, kGpu), correct = Tensor::zeros({steps}, kGpu, DType::I32);
+    Tensor losses = Tensor::zeros({steps}, kGpu),
+           correct = Tensor::zeros({steps}, kGpu, DType::I32);
     auto slot = [](const Tensor& t, int i) {
       return Tensor::view_of(t.storage(), t.offset_bytes() + 4 * static_cast<std::size_t>(i), {},
                              t.dtype());
@@ -111,8 +112,7 @@ RunResult run_small(bool graph, bool dropout, const std::vector<float>& lrs,
     }
     for (std::size_t k = 0; k < kept.size(); ++k) {
       INFO("tensor kept after step " << k / 6);
-      REQUIRE(kept[k].to_vector<float>() ==
-              std::vector<float>(96, float(k / 6 * 10 + k % 6)));
+      REQUIRE(kept[k].to_vector<float>() == std::vector<float>(96, float(k / 6 * 10 + k % 6)));
     }
     r.losses = losses.to_vector<float>();
     r.correct = correct.to_vector<int32_t>();
@@ -155,8 +155,7 @@ void require_same_run(const RunResult& a, const RunResult& b) {
 
 }  // namespace
 
-TEST_CASE("a replayed step graph trains bit for bit as eager steps (batch norm)",
-          "[cuda][graph]") {
+TEST_CASE("a replayed step graph trains bit for bit as eager steps (batch norm)", "[cuda][graph]") {
   const std::vector<float> lrs(7, 0.1f);
   const RunResult eager = run_small(false, false, lrs);
   const RunResult graph = run_small(true, false, lrs);
@@ -275,7 +274,8 @@ void require_same_training(const TrainerRun& a, const TrainerRun& b) {
 
 }  // namespace
 
-TEST_CASE("LeNet trains the same with and without the step graph", "[cuda][graph][trainer][model]") {
+TEST_CASE("LeNet trains the same with and without the step graph",
+          "[cuda][graph][trainer][model]") {
   testing::SyntheticData data;
   testing::TempDir out_on("graph-on"), out_off("graph-off");
   train::TrainConfig c = testing::small_config(data.dir.path.string(), "");

@@ -48,7 +48,8 @@ StepGraph::HostState StepGraph::save() const {
 
 void StepGraph::restore(const HostState& s) {
   opt_.set_host_state(s.opt);
-  for (std::size_t i = 0; i < counters_.size(); ++i) counters_[i].host<int64_t>()[0] = s.counters[i];
+  for (std::size_t i = 0; i < counters_.size(); ++i)
+    counters_[i].host<int64_t>()[0] = s.counters[i];
   gen_.set_state(gen_.seed(), s.gen_offset);
 }
 

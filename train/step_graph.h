@@ -110,7 +110,7 @@ class StepGraph {
   SGD& opt_;
   Generator& gen_;
   std::ostream& log_;
-  std::vector<Tensor> counters_;  // the int64 CPU buffers (num_batches_tracked)
+  std::vector<Tensor> counters_;       // the int64 CPU buffers (num_batches_tracked)
   std::vector<int64_t> counter_step_;  // how much a step advances each
   Tensor in_x_, in_y_, loss_, correct_;
   cuda::Graph graph_;

@@ -144,8 +144,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   std::lock_guard<std::mutex> g(c.m);
   if (stream->status == cudaStreamCaptureStatusNone)
     return fail(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
-  if (stream->mode != cudaStreamCaptureModeRelaxed &&
-      stream->thread != std::this_thread::get_id())
+  if (stream->mode != cudaStreamCaptureModeRelaxed && stream->thread != std::this_thread::get_id())
     return fail(cudaErrorStreamCaptureWrongThread, "cudaStreamEndCapture");
   const bool valid = stream->status == cudaStreamCaptureStatusActive;
   const std::string why = stream->invalidated_by;
@@ -154,9 +153,10 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   stream->status = cudaStreamCaptureStatusNone;
   c.streams.erase(std::find(c.streams.begin(), c.streams.end(), stream));
   if (!valid)
-    return fail(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: the capture was "
-                                                   "invalidated by " +
-                                                       why);
+    return fail(cudaErrorStreamCaptureInvalidated,
+                "cudaStreamEndCapture: the capture was "
+                "invalidated by " +
+                    why);
   *graph = new CUgraph_st{std::move(nodes)};
   return cudaSuccess;
 }
@@ -174,8 +174,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   if (exec == nullptr) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null pointer");
   *exec = nullptr;
-  if (graph == nullptr)
-    return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null graph");
+  if (graph == nullptr) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null graph");
   if (const cudaError_t e = sn_emu::refuse_if_capturing("cudaGraphInstantiate"); e != cudaSuccess)
     return e;
   if (sn_emu::sticky() != cudaSuccess) return fail(sn_emu::sticky());

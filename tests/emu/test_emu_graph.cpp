@@ -53,13 +53,12 @@ TEST_CASE("captured work is recorded, not run, and a launch replays it in order"
   REQUIRE(cudaStreamBeginCapture(st.s, cudaStreamCaptureModeGlobal) == cudaSuccess);
   CHECK(status_of(st.s) == cudaStreamCaptureStatusActive);
   float a = 2.0f;
-  emutest::scale_add(y.p, x.p, a, 3, st.s);  // y = 2y + x
-  a = 100.0f;                                // arguments were taken by value
+  emutest::scale_add(y.p, x.p, a, 3, st.s);      // y = 2y + x
+  a = 100.0f;                                    // arguments were taken by value
   emutest::scale_add(y.p, x.p, -1.0f, 3, st.s);  // then y = -y + x
   SN_CUDA_CHECK(cudaMemcpyAsync(z.p, y.p, 3 * sizeof(float), cudaMemcpyDeviceToDevice, st.s));
   SN_CUDA_CHECK(cudaMemsetAsync(y.p, 0, sizeof(float), st.s));
-  SN_CUDA_CHECK(
-      cudaMemcpyAsync(x.p + 2, host.data(), sizeof(float), cudaMemcpyHostToDevice, st.s));
+  SN_CUDA_CHECK(cudaMemcpyAsync(x.p + 2, host.data(), sizeof(float), cudaMemcpyHostToDevice, st.s));
   cudaGraph_t graph = nullptr;
   REQUIRE(cudaStreamEndCapture(st.s, &graph) == cudaSuccess);
   REQUIRE(graph != nullptr);
