@@ -32,10 +32,24 @@ struct EnvVar {
   const char* name;
 };
 
-// A small model of the kind asked for: linear + batch norm (device buffers
-// and the host counter num_batches_tracked) + ReLU (+ dropout) + linear.
-std::shared_ptr<Module> small_model(Generator& gen, bool with_dropout) {
+enum class Kind { Dense, Dropout, Residual };
+
+// Small models of the kinds that matter: linear + batch norm (device buffers
+// and the host counter num_batches_tracked) + ReLU (+ dropout) + linear on
+// (N, 16); or a ResNet block (conv, BN2d, residual add) on (N, 1, 8, 8).
+std::shared_ptr<Module> small_model(Generator& gen, Kind kind) {
   auto m = std::make_shared<Sequential>();
+  if (kind == Kind::Residual) {
+    m->add(std::make_shared<Conv2d>(gen, 1, 4, 3, 1, 1));
+    m->add(std::make_shared<BatchNorm2d>(4));
+    m->add(std::make_shared<ReLU>());
+    m->add(std::make_shared<Residual>(gen, 4, 6, true));
+    m->add(std::make_shared<AdaptiveAvgPool2d>());
+    m->add(std::make_shared<Flatten>());
+    m->add(std::make_shared<Linear>(gen, 6, 10));
+    return m;
+  }
+  const bool with_dropout = kind == Kind::Dropout;
   m->add(std::make_shared<Linear>(gen, 16, 12));
   m->add(std::make_shared<BatchNorm>(12, false));
   m->add(std::make_shared<ReLU>());
@@ -59,10 +73,10 @@ struct RunResult {
 
 // `lrs.size()` steps of the small model on fixed batches (batch 8; a step
 // with `ragged` set uses a batch of 5, run eagerly as the trainer does).
-RunResult run_small(bool graph, bool dropout, const std::vector<float>& lrs,
+RunResult run_small(bool graph, Kind kind, const std::vector<float>& lrs,
                     const std::vector<bool>& ragged = {}) {
   Generator gen(3);
-  auto model = small_model(gen, dropout);
+  auto model = small_model(gen, kind);
   model->to(kGpu);
   model->train();
   train::SgdConfig sc;
@@ -98,7 +112,8 @@ RunResult run_small(bool graph, bool dropout, const std::vector<float>& lrs,
     for (int i = 0; i < steps; ++i) {
       const bool small = i < static_cast<int>(ragged.size()) && ragged[i];
       const int n = small ? 5 : 8;
-      Tensor x = Tensor::from_vector(data.uniform(int64_t{n} * 16, -2.0f, 2.0f), {n, 16}).to(kGpu);
+      const Shape shape = kind == Kind::Residual ? Shape{n, 1, 8, 8} : Shape{n, 16};
+      Tensor x = Tensor::from_vector(data.uniform(shape_numel(shape), -2.0f, 2.0f), shape).to(kGpu);
       std::vector<int32_t> labels(n);
       for (int k = 0; k < n; ++k) labels[k] = static_cast<int32_t>((k * 3 + i) % 10);
       Tensor y = Tensor::from_vector(labels, {n}).to(kGpu);
@@ -157,8 +172,8 @@ void require_same_run(const RunResult& a, const RunResult& b) {
 
 TEST_CASE("a replayed step graph trains bit for bit as eager steps (batch norm)", "[cuda][graph]") {
   const std::vector<float> lrs(7, 0.1f);
-  const RunResult eager = run_small(false, false, lrs);
-  const RunResult graph = run_small(true, false, lrs);
+  const RunResult eager = run_small(false, Kind::Dense, lrs);
+  const RunResult graph = run_small(true, Kind::Dense, lrs);
   require_same_run(eager, graph);
   // 2 warm-up steps, 1 captured (and launched), 4 replays.
   CHECK(graph.captures == 1);
@@ -168,12 +183,22 @@ TEST_CASE("a replayed step graph trains bit for bit as eager steps (batch norm)"
   CHECK(eager.captures == 0);
 }
 
+TEST_CASE("a replayed step graph of a ResNet block trains bit for bit as eager steps",
+          "[cuda][graph]") {
+  const std::vector<float> lrs(6, 0.05f);
+  const RunResult graph = run_small(true, Kind::Residual, lrs);
+  require_same_run(run_small(false, Kind::Residual, lrs), graph);
+  CHECK(graph.captures == 1);
+  CHECK(graph.replays == 3);
+  CHECK(graph.counters == std::vector<int64_t>(3, 6));  // three batch norms
+}
+
 TEST_CASE("a learning-rate change is captured again, a per-step change runs eagerly",
           "[cuda][graph]") {
   SECTION("a step schedule") {
     const std::vector<float> lrs = {0.1f, 0.1f, 0.1f, 0.1f, 0.05f, 0.05f, 0.05f, 0.05f};
-    const RunResult graph = run_small(true, false, lrs);
-    require_same_run(run_small(false, false, lrs), graph);
+    const RunResult graph = run_small(true, Kind::Dense, lrs);
+    require_same_run(run_small(false, Kind::Dense, lrs), graph);
     // Steps 3 captured, 4 replayed, 5 (new rate) eager, 6 captured, 7-8 replayed.
     CHECK(graph.captures == 2);
     CHECK(graph.replays == 3);
@@ -181,8 +206,8 @@ TEST_CASE("a learning-rate change is captured again, a per-step change runs eage
   }
   SECTION("a rate that changes every step") {
     const std::vector<float> lrs = {0.1f, 0.09f, 0.08f, 0.07f, 0.06f, 0.05f};
-    const RunResult graph = run_small(true, false, lrs);
-    require_same_run(run_small(false, false, lrs), graph);
+    const RunResult graph = run_small(true, Kind::Dense, lrs);
+    require_same_run(run_small(false, Kind::Dense, lrs), graph);
     CHECK(graph.captures == 0);
     CHECK(graph.replays == 0);
   }
@@ -191,16 +216,16 @@ TEST_CASE("a learning-rate change is captured again, a per-step change runs eage
 TEST_CASE("smaller batches run eagerly between replays", "[cuda][graph]") {
   const std::vector<float> lrs(9, 0.1f);
   const std::vector<bool> ragged = {false, false, false, false, true, false, false, true, false};
-  const RunResult graph = run_small(true, false, lrs, ragged);
-  require_same_run(run_small(false, false, lrs, ragged), graph);
+  const RunResult graph = run_small(true, Kind::Dense, lrs, ragged);
+  require_same_run(run_small(false, Kind::Dense, lrs, ragged), graph);
   CHECK(graph.captures == 1);
   CHECK(graph.replays == 4);
 }
 
 TEST_CASE("a step with dropout is not replayed: graphs go off with a note", "[cuda][graph]") {
   const std::vector<float> lrs(5, 0.1f);
-  const RunResult graph = run_small(true, true, lrs);
-  require_same_run(run_small(false, true, lrs), graph);
+  const RunResult graph = run_small(true, Kind::Dropout, lrs);
+  require_same_run(run_small(false, Kind::Dropout, lrs), graph);
   CHECK(graph.captures == 0);
   CHECK_THAT(graph.off_reason, Contains("dropout"));
   CHECK_THAT(graph.log, Contains("note: CUDA graph off, training on with eager steps"));
@@ -208,10 +233,10 @@ TEST_CASE("a step with dropout is not replayed: graphs go off with a note", "[cu
 
 TEST_CASE("a capture that fails falls back to eager steps, saying why", "[cuda][graph]") {
   const std::vector<float> lrs(6, 0.1f);
-  const RunResult eager = run_small(false, false, lrs);
+  const RunResult eager = run_small(false, Kind::Dense, lrs);
   SECTION("an allocation the cache cannot serve (cudaMalloc during the capture)") {
     EnvVar fail("SCRATCHNET_GRAPH_TEST_FAIL", "alloc");
-    const RunResult graph = run_small(true, false, lrs);
+    const RunResult graph = run_small(true, Kind::Dense, lrs);
     require_same_run(eager, graph);
     CHECK(graph.captures == 0);
     CHECK_THAT(graph.off_reason, Contains("cudaMalloc"));
@@ -219,7 +244,7 @@ TEST_CASE("a capture that fails falls back to eager steps, saying why", "[cuda][
   }
   SECTION("a host synchronisation inside the step") {
     EnvVar fail("SCRATCHNET_GRAPH_TEST_FAIL", "sync");
-    const RunResult graph = run_small(true, false, lrs);
+    const RunResult graph = run_small(true, Kind::Dense, lrs);
     require_same_run(eager, graph);
     CHECK(graph.captures == 0);
     CHECK_THAT(graph.off_reason, Contains("cudaStreamSynchronize"));
