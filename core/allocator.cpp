@@ -65,9 +65,23 @@ void* CachingAllocator::allocate(std::size_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   // Best fit among cached blocks, but never hand out a block more than twice
   // the request: that would strand memory.
-  auto it = free_.lower_bound(size);
   void* ptr = nullptr;
   std::size_t got = size;
+  if (graph_capture_) {
+    auto g = graph_free_.lower_bound(size);
+    if (g != graph_free_.end() && g->first <= 2 * size) {
+      ptr = g->second;
+      got = g->first;
+      graph_free_.erase(g);
+      ++stats_.cache_hits;
+      live_.emplace(ptr, got);
+      stats_.in_use += got;
+      stats_.live_blocks += 1;
+      if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
+      return ptr;  // unpoisoned whole (see below)
+    }
+  }
+  auto it = free_.lower_bound(size);
   if (it != free_.end() && it->first <= 2 * size) {
     ptr = it->second;
     got = it->first;
@@ -98,8 +112,15 @@ void* CachingAllocator::allocate(std::size_t bytes) {
     }
     stats_.reserved += size;
   }
-  SN_UNPOISON(ptr, bytes);
-  SN_POISON(static_cast<char*>(ptr) + bytes, got - bytes);
+  if (graph_capture_) {
+    // A graph's block is read and written by every replay, whatever tensor
+    // the host thinks holds it now: never poisoned while the graph lives.
+    graph_blocks_.emplace(ptr, got);
+    SN_UNPOISON(ptr, got);
+  } else {
+    SN_UNPOISON(ptr, bytes);
+    SN_POISON(static_cast<char*>(ptr) + bytes, got - bytes);
+  }
   live_.emplace(ptr, got);
   stats_.in_use += got;
   stats_.live_blocks += 1;
@@ -114,9 +135,41 @@ void CachingAllocator::deallocate(void* ptr) {
   if (it == live_.end()) return;  // not ours: a bug elsewhere, but never a double free
   stats_.in_use -= it->second;
   stats_.live_blocks -= 1;
-  SN_POISON(ptr, it->second);
-  free_.emplace(it->second, ptr);
+  if (graph_blocks_.count(ptr)) {
+    graph_free_.emplace(it->second, ptr);
+  } else {
+    SN_POISON(ptr, it->second);
+    free_.emplace(it->second, ptr);
+  }
   live_.erase(it);
+}
+
+void CachingAllocator::begin_graph_capture() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (graph_capture_ || !graph_blocks_.empty())
+    throw Error("allocator: a CUDA graph pool exists already (one captured graph at a time)");
+  graph_capture_ = true;
+}
+
+void CachingAllocator::end_graph_capture() {
+  std::lock_guard<std::mutex> lock(mu_);
+  graph_capture_ = false;
+}
+
+void CachingAllocator::release_graph_pool() {
+  std::lock_guard<std::mutex> lock(mu_);
+  graph_capture_ = false;
+  for (auto& kv : graph_free_) {
+    SN_POISON(kv.second, kv.first);
+    free_.emplace(kv.first, kv.second);
+  }
+  graph_free_.clear();
+  graph_blocks_.clear();  // live ones go to the shared cache when their tensor dies
+}
+
+std::size_t CachingAllocator::graph_pool_blocks() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return graph_blocks_.size();
 }
 
 void CachingAllocator::release_cached() {

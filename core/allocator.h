@@ -3,6 +3,13 @@
 // training step after warm-up makes no cudaMalloc / malloc at all. All work
 // runs on one stream, so a block freed on the host may be reused by the next
 // kernel without a sync: stream order already protects it.
+//
+// CUDA graphs (train/step_graph.h): every block handed out while a graph is
+// being captured belongs to that graph until release_graph_pool(): the graph
+// reads and writes it on every replay, so when its tensor dies it goes to
+// the graph's own free list, never to other tensors. Without that, a tensor
+// allocated between two replays (a batch, the test pass) could sit in memory
+// that the next replay overwrites.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +46,17 @@ class CachingAllocator {
   // Returns every cached free block to the system (synchronises CUDA first).
   void release_cached();
 
+  // Blocks handed out from begin_graph_capture() to end_graph_capture()
+  // belong to the graph (see above); during the capture, requests are served
+  // from the graph's free blocks first, then from the shared cache (the
+  // block then joins the graph), then from the system (cudaMalloc, which a
+  // capture may refuse: the capture then fails). release_graph_pool(): the
+  // graph is gone, its blocks return to the shared cache.
+  void begin_graph_capture();
+  void end_graph_capture();
+  void release_graph_pool();
+  std::size_t graph_pool_blocks() const;
+
   AllocatorStats stats() const;
   void reset_peak();
   Device device() const { return device_; }
@@ -57,6 +75,9 @@ class CachingAllocator {
   mutable std::mutex mu_;
   std::multimap<std::size_t, void*> free_;       // size -> block
   std::unordered_map<void*, std::size_t> live_;  // block -> size
+  bool graph_capture_ = false;
+  std::unordered_map<void*, std::size_t> graph_blocks_;  // the graph's blocks -> size
+  std::multimap<std::size_t, void*> graph_free_;         // those of them no tensor holds
   AllocatorStats stats_;
 };
 

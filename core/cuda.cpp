@@ -4,6 +4,7 @@
 
 #ifdef SCRATCHNET_WITH_CUDA
 #include <atomic>
+#include <cstdio>
 #include <mutex>
 
 #include "kernels/cuda/check.h"
@@ -96,7 +97,8 @@ void* malloc_device(std::size_t bytes) {
     cudaGetLastError();
     return nullptr;
   }
-  SN_CUDA_CHECK(err);
+  // Named: during a CUDA graph capture this is the refusal the fallback reports.
+  if (err != cudaSuccess) kernels::throw_cuda_error(err, "cudaMalloc", __FILE__, __LINE__);
   return p;
 }
 
@@ -128,6 +130,90 @@ void memset_zero(void* dst, std::size_t bytes) {
 void mem_info(std::size_t* free_bytes, std::size_t* total_bytes) {
   bind_thread();
   SN_CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
+}
+
+// --- graphs ---
+
+bool capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  SN_CUDA_CHECK(cudaStreamIsCapturing(stream(), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
+void begin_capture() {
+  // Global mode: a cudaMalloc or sync from any thread during the capture is
+  // an error rather than a silent hazard, so the engine's "graph-ready"
+  // promises (no allocation, no sync in a step) are checked by the capture.
+  SN_CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeGlobal));
+}
+
+Graph end_capture() {
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream(), &graph);
+  if (ended != cudaSuccess) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    SN_CUDA_CHECK(ended);  // throws, naming why (an invalidated capture says by what)
+  }
+  if (graph == nullptr) throw DeviceError("CUDA graph capture recorded no graph");
+  Graph g;
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  const cudaError_t destroyed = cudaGraphDestroy(graph);  // the executable graph keeps a copy
+  SN_CUDA_CHECK(made);
+  g.exec_ = exec;
+  SN_CUDA_CHECK(destroyed);
+  return g;
+}
+
+void abort_capture() noexcept {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  cudaStream_t s = nullptr;
+  try {
+    s = stream();
+  } catch (...) {
+    return;
+  }
+  if (cudaStreamIsCapturing(s, &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+    cudaGraph_t graph = nullptr;
+    // Expected to fail (cudaErrorStreamCaptureInvalidated) when an unsafe call
+    // ended the capture's use; either way its work is dropped.
+    if (cudaStreamEndCapture(s, &graph) == cudaSuccess && graph != nullptr) {
+      const cudaError_t err = cudaGraphDestroy(graph);
+      if (err != cudaSuccess)
+        std::fprintf(stderr, "scratchnet: cudaGraphDestroy failed: %s\n", cudaGetErrorString(err));
+    }
+  }
+  cudaGetLastError();  // the refused call's error is handled here, not by the next launch
+}
+
+Graph::~Graph() {
+  reset();
+}
+
+Graph::Graph(Graph&& other) noexcept : exec_(other.exec_) {
+  other.exec_ = nullptr;
+}
+
+Graph& Graph::operator=(Graph&& other) noexcept {
+  if (this != &other) {
+    reset();
+    exec_ = other.exec_;
+    other.exec_ = nullptr;
+  }
+  return *this;
+}
+
+void Graph::launch() {
+  if (exec_ == nullptr) throw DeviceError("CUDA graph: launch of an empty graph");
+  SN_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream()));
+}
+
+void Graph::reset() {
+  if (exec_ == nullptr) return;
+  const cudaError_t err = cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  exec_ = nullptr;
+  if (err != cudaSuccess)
+    std::fprintf(stderr, "scratchnet: cudaGraphExecDestroy failed: %s\n", cudaGetErrorString(err));
 }
 
 }  // namespace scratchnet::cuda
@@ -184,6 +270,31 @@ void memset_zero(void*, std::size_t) {
 }
 void mem_info(std::size_t*, std::size_t*) {
   no_cuda();
+}
+bool capturing() {
+  return false;
+}
+void begin_capture() {
+  no_cuda();
+}
+Graph end_capture() {
+  no_cuda();
+}
+void abort_capture() noexcept {}
+Graph::~Graph() = default;
+Graph::Graph(Graph&& other) noexcept : exec_(other.exec_) {
+  other.exec_ = nullptr;
+}
+Graph& Graph::operator=(Graph&& other) noexcept {
+  exec_ = other.exec_;
+  other.exec_ = nullptr;
+  return *this;
+}
+void Graph::launch() {
+  no_cuda();
+}
+void Graph::reset() {
+  exec_ = nullptr;
 }
 
 }  // namespace scratchnet::cuda

@@ -34,4 +34,38 @@ void memset_zero(void* dst, std::size_t bytes);
 // Device memory free/total, for messages.
 void mem_info(std::size_t* free_bytes, std::size_t* total_bytes);
 
+// --- CUDA graphs of the engine stream (train/step_graph.h) ---
+// While the stream captures, its work is recorded, not run; anything that
+// synchronises or calls cudaMalloc fails (CudaError) and invalidates the
+// capture, which end_capture() then reports.
+bool capturing();      // the engine stream is capturing now
+void begin_capture();  // cudaStreamBeginCapture, global mode; throws on failure
+
+// An instantiated graph (cudaGraphExec_t), destroyed with its owner.
+class Graph {
+ public:
+  Graph() = default;
+  ~Graph();  // a failure to destroy is reported on stderr (destructors do not throw)
+  Graph(Graph&& other) noexcept;
+  Graph& operator=(Graph&& other) noexcept;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  bool valid() const { return exec_ != nullptr; }
+  void launch();  // on the engine stream; no sync
+  void reset();   // destroys it now
+
+ private:
+  friend Graph end_capture();
+  void* exec_ = nullptr;
+};
+// Ends the capture and instantiates what it recorded. When the capture was
+// invalidated or cannot be instantiated, throws CudaError/DeviceError saying
+// why; the stream is no longer capturing either way.
+Graph end_capture();
+// Ends a capture that failed part-way (an exception inside it): drops its
+// work and clears the error it left for cudaGetLastError. Never throws; a
+// no-op when the stream is not capturing.
+void abort_capture() noexcept;
+
 }  // namespace scratchnet::cuda

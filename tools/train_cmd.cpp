@@ -22,6 +22,7 @@ struct TrainArgs {
   // Flags whose default depends on the model; applied when not given.
   int epochs = 0, batch_size = 0, image_size = 0;
   float lr = 0.0f;
+  bool no_cuda_graph = false;
 };
 
 std::string defaults_table() {
@@ -145,6 +146,13 @@ void add_train_command(CLI::App& app) {
                 "Under mpirun: batch norm statistics over the whole batch of every rank (as "
                 "one process computes them) instead of per rank; costs a small all-reduce per "
                 "batch-norm layer, forward and backward");
+  cmd->add_flag("--no-cuda-graph", args->no_cuda_graph,
+                "On CUDA, run every step eagerly. By default, after 2 warm-up steps the whole "
+                "step (forward, loss, backward, SGD) is captured once as a CUDA graph and "
+                "replayed; the last, smaller batch of an epoch, a step whose learning rate "
+                "changed since the previous one (warm-up, cosine), models with dropout and "
+                "runs under mpirun always run eagerly; a capture that fails falls back to "
+                "eager steps with a one-line note saying why");
   cmd->add_flag("--allow-changes", c.allow_changes,
                 "With --resume: allow new --batch-size, --resize, --width-divisor, "
                 "--train-limit or --test-limit (recorded in config.json)");
@@ -152,6 +160,7 @@ void add_train_command(CLI::App& app) {
   cmd->callback([args, cmd] {
     start_ranks(*cmd);
     train::TrainConfig cfg = args->config;
+    cfg.cuda_graph = !args->no_cuda_graph;
     std::optional<train::TrainConfig> saved;
     if (cfg.resume.empty()) {
       if (cfg.model.empty()) throw UsageError("--model is required (or --resume RUN_DIR)");

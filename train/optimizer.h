@@ -42,6 +42,24 @@ class SGD {
   // (ValueError naming the missing or mismatched one).
   void load_state(const std::vector<NamedTensor>& buffers, int64_t steps);
 
+  // The host side of the optimizer (step count, first-step flag). A step
+  // replayed from a CUDA graph (step_graph.h) runs its kernels without
+  // step(): the graph restores what its capture changed, then counts the
+  // step with count_replayed_step().
+  struct HostState {
+    int64_t steps = 0;
+    bool fresh_buffer = true;
+  };
+  HostState host_state() const { return {steps_, fresh_buffer_}; }
+  void set_host_state(const HostState& s) {
+    steps_ = s.steps;
+    fresh_buffer_ = s.fresh_buffer;
+  }
+  void count_replayed_step() {
+    ++steps_;
+    fresh_buffer_ = false;
+  }
+
  private:
   ParameterSlab slab_;
   SgdConfig config_;

@@ -17,6 +17,7 @@
 #include "train/data.h"
 #include "train/distributed.h"
 #include "train/run_dir.h"
+#include "train/step_graph.h"
 
 namespace scratchnet::train {
 
@@ -251,6 +252,10 @@ Trainer::Trainer(TrainConfig config, std::ostream& log, bool terminal)
   sc.momentum = c.momentum;
   sc.weight_decay = c.weight_decay;
   opt_ = std::make_unique<SGD>(pack_parameters(*model_), sc);
+  // Graphs stay off with several ranks: the gradient all-reduce sits between
+  // backward and the SGD step, on the host (MPI) or in NCCL's own launches.
+  graph_ = std::make_unique<StepGraph>(device_.is_cuda() && !dist::active() && c.cuda_graph,
+                                       *model_, *opt_, gen_, log_);
 
   // With several ranks, rank 0 owns the run directory: it names it (the
   // default name has the time in it), locks it and writes every file; the
@@ -323,33 +328,49 @@ MetricsRow Trainer::train_epoch(int epoch) {
   std::vector<int> sizes(static_cast<std::size_t>(n), 0);
   int64_t seen = 0, seen_all = 0;  // this rank's examples, every rank's
   float lr = config_.lr;
+  // One step of a single process, eager or captured in a CUDA graph alike.
+  const StepGraph::Body one_rank_step = [this](const Tensor& x, const Tensor& y,
+                                               const Tensor& loss_out, const Tensor& correct_out) {
+    opt_->zero_grad();
+    Tensor logits = (*model_)(x);
+    Tensor loss = cross_entropy(logits, y);
+    loss.backward();
+    Tensor(loss_out).copy_(loss);
+    Tensor(correct_out).copy_(count_correct(logits, y));
+    opt_->step();
+  };
   for (int i = 0; i < n; ++i) {
     data::Batch b = loader.batch(i, rank, ranks);
     const int whole = loader.batch_examples(i);
     lr =
         static_cast<float>(scheduled_lr(config_.schedule, config_.lr, epoch, i, n, config_.epochs));
     opt_->set_lr(lr);
-    opt_->zero_grad();
-    if (b.size > 0) {
-      Tensor logits = (*model_)(b.x);
-      Tensor loss = cross_entropy(logits, b.y);
-      if (!dist::active()) {
-        loss.backward();
-      } else {
-        // The gradient of the whole batch's mean loss: this part's mean loss
-        // weighted by its share of the batch, summed over the ranks below.
-        loss.backward(Tensor::full(loss.shape(), static_cast<float>(b.size) / whole, device_));
+    if (graph_->active() && b.size == config_.batch_size) {
+      // Full batches through the graph (the last, smaller one of an epoch runs eagerly).
+      graph_->step(b.x, b.y, lr, one_rank_step, slot(losses, i), slot(correct, i));
+    } else {
+      opt_->zero_grad();
+      if (b.size > 0) {
+        Tensor logits = (*model_)(b.x);
+        Tensor loss = cross_entropy(logits, b.y);
+        if (!dist::active()) {
+          loss.backward();
+        } else {
+          // The gradient of the whole batch's mean loss: this part's mean loss
+          // weighted by its share of the batch, summed over the ranks below.
+          loss.backward(Tensor::full(loss.shape(), static_cast<float>(b.size) / whole, device_));
+        }
+        slot(losses, i).copy_(loss);
+        slot(correct, i).copy_(count_correct(logits, b.y));
+        // On the CPU the loss is host memory already: check every step.
+        if (device_.is_cpu()) check_losses({loss.item()}, epoch, i);
       }
-      slot(losses, i).copy_(loss);
-      slot(correct, i).copy_(count_correct(logits, b.y));
-      // On the CPU the loss is host memory already: check every step.
-      if (device_.is_cpu()) check_losses({loss.item()}, epoch, i);
+      if (dist::active()) {
+        Tensor grads = opt_->slab().grads;
+        dist::allreduce_sum(grads);
+      }
+      opt_->step();
     }
-    if (dist::active()) {
-      Tensor grads = opt_->slab().grads;
-      dist::allreduce_sum(grads);
-    }
-    opt_->step();
     if (config_.check_ranks) check_ranks_agree(epoch, i + 1);
     sizes[i] = b.size;
     seen += b.size;
@@ -463,6 +484,9 @@ std::vector<MetricsRow> Trainer::run() {
       log_ << ", " << config_.schedule.warmup_epochs << " warm-up epochs";
     log_ << ")";
   }
+  if (graph_->active())
+    log_ << "; CUDA graph of the step after " << StepGraph::kWarmupSteps
+         << " warm-up steps (--no-cuda-graph: off)";
   if (device_.is_cpu())
     log_ << "; " << kernels::cpu_threads() << " CPU thread"
          << (kernels::cpu_threads() == 1 ? "" : "s") << " (OpenMP wait policy "

@@ -63,6 +63,7 @@ inline constexpr int kMaxEpochs = 1000000;
 inline constexpr double kDefaultMaxLoss = 23025.850929940458;
 
 class RunLock;
+class StepGraph;
 
 struct TrainConfig {
   std::string model;  // a models::names() entry
@@ -96,6 +97,9 @@ struct TrainConfig {
   // With several ranks: batch norm takes its training statistics over the
   // whole batch of every rank (as one process would), not per rank.
   bool sync_bn = false;
+  // On CUDA with one rank: capture the training step as a CUDA graph after
+  // warm-up and replay it (see step_graph.h); false: every step eagerly.
+  bool cuda_graph = true;
 };
 
 // Ctrl-C during run(): the current step finishes, nothing half-written is
@@ -133,6 +137,8 @@ class Trainer {
   Module& model() { return *model_; }
   int start_epoch() const { return epochs_done_ + 1; }
   const std::vector<MetricsRow>& history() const { return history_; }
+  // The CUDA graph of the step (null unless the run may use one).
+  const StepGraph* step_graph() const { return graph_.get(); }
 
  private:
   MetricsRow train_epoch(int epoch);
@@ -159,6 +165,7 @@ class Trainer {
   std::shared_ptr<Module> model_;
   std::unique_ptr<SGD> opt_;
   std::unique_ptr<data::Loader> train_loader_, test_loader_;
+  std::unique_ptr<StepGraph> graph_;  // declared after model_ and opt_: destroyed before them
   int epochs_done_ = 0;
   std::vector<MetricsRow> history_;
   std::string changes_ = "[]";  // JSON array: the settings changed by resumes

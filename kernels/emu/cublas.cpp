@@ -12,6 +12,7 @@
 
 struct cublasContext {
   cublasMath_t math = CUBLAS_DEFAULT_MATH;
+  cudaStream_t stream = nullptr;  // cublasSetStream: a capturing one records the GEMMs
 };
 
 namespace {
@@ -37,15 +38,27 @@ cublasStatus_t sgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t t
   p.lda = ldb;
   p.ldb = lda;
   p.ldc = ldc;
-  p.alpha = *alpha;
+  p.alpha = *alpha;  // host pointer mode: read at the call, also when captured
   p.beta = *beta;
-  try {
-    for (int i = 0; i < batch; ++i)
-      scratchnet::kernels::gemm_cpu(p, B + i * sb, A + i * sa, C + i * sc);
-  } catch (const std::exception&) {
-    return CUBLAS_STATUS_EXECUTION_FAILED;
+  auto run = [p, A, B, C, sa, sb, sc, batch]() {
+    try {
+      for (int i = 0; i < batch; ++i)
+        scratchnet::kernels::gemm_cpu(p, B + i * sb, A + i * sa, C + i * sc);
+    } catch (const std::exception&) {
+      return CUBLAS_STATUS_EXECUTION_FAILED;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+  };
+  if (sn_emu::capturing(h->stream)) {
+    const cudaError_t e = sn_emu::record(h->stream, "cublasSgemm", [run] {
+      if (sn_emu::sticky() != cudaSuccess) return sn_emu::fail(sn_emu::sticky());
+      return run() == CUBLAS_STATUS_SUCCESS
+                 ? cudaSuccess
+                 : sn_emu::fail_sticky(cudaErrorLaunchFailure, "cublasSgemm failed in a graph");
+    });
+    return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
   }
-  return CUBLAS_STATUS_SUCCESS;
+  return run();
 }
 
 }  // namespace
@@ -61,8 +74,10 @@ cublasStatus_t cublasDestroy(cublasHandle_t handle) {
   return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t) {
-  return handle == nullptr ? CUBLAS_STATUS_NOT_INITIALIZED : CUBLAS_STATUS_SUCCESS;
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
+  if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  handle->stream = stream;
+  return CUBLAS_STATUS_SUCCESS;
 }
 
 // TF32 is accepted and ignored: the emulation is always strict FP32.

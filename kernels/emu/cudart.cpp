@@ -1,5 +1,7 @@
 // The emulated CUDA runtime API (see include/cuda_runtime.h): devices,
-// memory, streams, events and errors, on the CPU.
+// memory, streams, events and errors, on the CPU. Stream capture and graphs
+// are in graph.cpp; here, each call that CUDA refuses during a capture asks
+// refuse_if_capturing first, and work on a capturing stream is recorded.
 //
 // Device memory is host memory from aligned_alloc, tracked so that copies and
 // memsets are checked as the runtime checks them (a host pointer where device
@@ -29,9 +31,6 @@
 #define SN_EMU_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-struct CUstream_st {
-  unsigned flags = 0;
-};
 struct CUevent_st {
   std::chrono::steady_clock::time_point at;
   bool recorded = false;
@@ -295,6 +294,8 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
 }
 
 cudaError_t cudaDeviceSynchronize() {
+  if (const cudaError_t e = sn_emu::refuse_sync(nullptr, "cudaDeviceSynchronize"); e != cudaSuccess)
+    return e;
   return fail(sticky());
 }
 
@@ -309,6 +310,7 @@ cudaError_t cudaDeviceReset() {
     mem.blocks.clear();
     mem.in_use = 0;
   }
+  sn_emu::reset_captures();
   sn_emu::Errors& e = sn_emu::errors();
   {
     std::lock_guard<std::mutex> g(e.m);
@@ -355,6 +357,14 @@ const char* cudaGetErrorName(cudaError_t err) {
       return "cudaErrorNotReady";
     case cudaErrorLaunchFailure:
       return "cudaErrorLaunchFailure";
+    case cudaErrorIllegalState:
+      return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported:
+      return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated:
+      return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureWrongThread:
+      return "cudaErrorStreamCaptureWrongThread";
   }
   return "cudaErrorUnknown";
 }
@@ -400,6 +410,18 @@ const char* cudaGetErrorString(cudaError_t err) {
     case cudaErrorLaunchFailure:
       base = "unspecified launch failure";
       break;
+    case cudaErrorIllegalState:
+      base = "the operation cannot be performed in the present state";
+      break;
+    case cudaErrorStreamCaptureUnsupported:
+      base = "operation not permitted when stream is capturing";
+      break;
+    case cudaErrorStreamCaptureInvalidated:
+      base = "operation failed due to a previous error during capture";
+      break;
+    case cudaErrorStreamCaptureWrongThread:
+      base = "attempt to terminate a thread-local capture sequence from another thread";
+      break;
   }
   thread_local std::string text;
   text = base;
@@ -413,6 +435,7 @@ const char* cudaGetErrorString(cudaError_t err) {
 cudaError_t cudaMalloc(void** out, std::size_t bytes) {
   if (out == nullptr) return fail(cudaErrorInvalidValue, "cudaMalloc: null pointer");
   *out = nullptr;
+  if (const cudaError_t e = sn_emu::refuse_if_capturing("cudaMalloc"); e != cudaSuccess) return e;
   if (sticky() != cudaSuccess) return fail(sticky());
   if (bytes == 0) return cudaSuccess;
   if (bytes > (std::size_t{1} << 46)) return fail(cudaErrorMemoryAllocation);
@@ -430,6 +453,7 @@ cudaError_t cudaMalloc(void** out, std::size_t bytes) {
 
 cudaError_t cudaFree(void* p) {
   if (p == nullptr) return cudaSuccess;
+  if (const cudaError_t e = sn_emu::refuse_if_capturing("cudaFree"); e != cudaSuccess) return e;
   sn_emu::Memory& mem = sn_emu::memory();
   std::size_t bytes = 0;
   {
@@ -456,6 +480,7 @@ cudaError_t cudaMemGetInfo(std::size_t* free_bytes, std::size_t* total_bytes) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+  if (const cudaError_t e = sn_emu::refuse_if_capturing("cudaMemcpy"); e != cudaSuccess) return e;
   if (const cudaError_t e = sn_emu::check_copy(dst, src, bytes, kind, "cudaMemcpy");
       e != cudaSuccess || bytes == 0)
     return e;
@@ -464,23 +489,56 @@ cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
 }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
-                            cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
+                            cudaStream_t stream) {
+  if (const cudaError_t e = sn_emu::check_copy(dst, src, bytes, kind, "cudaMemcpyAsync");
+      e != cudaSuccess || bytes == 0)
+    return e;
+  if (sn_emu::capturing(stream))
+    // The copy reads src when the graph runs, as on a GPU.
+    return sn_emu::record(stream, "cudaMemcpyAsync", [dst, src, bytes] {
+      if (sticky() != cudaSuccess) return fail(sticky());
+      std::memmove(dst, src, bytes);
+      return cudaSuccess;
+    });
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
 }
 
-cudaError_t cudaMemset(void* dst, int value, std::size_t bytes) {
+namespace sn_emu {
+namespace {
+cudaError_t check_memset(void* dst, std::size_t bytes, const char* call) {
   if (sticky() != cudaSuccess) return fail(sticky());
   if (bytes == 0) return cudaSuccess;
-  if (!sn_emu::is_device_range(dst, bytes))
-    return fail(cudaErrorInvalidValue, "cudaMemset: " + sn_emu::ptr(dst) + " + " +
+  if (!is_device_range(dst, bytes))
+    return fail(cudaErrorInvalidValue, std::string(call) + ": " + ptr(dst) + " + " +
                                            std::to_string(bytes) +
                                            " bytes is not inside one device allocation");
+  return cudaSuccess;
+}
+}  // namespace
+}  // namespace sn_emu
+
+cudaError_t cudaMemset(void* dst, int value, std::size_t bytes) {
+  if (const cudaError_t e = sn_emu::refuse_if_capturing("cudaMemset"); e != cudaSuccess) return e;
+  if (const cudaError_t e = sn_emu::check_memset(dst, bytes, "cudaMemset");
+      e != cudaSuccess || bytes == 0)
+    return e;
   std::memset(dst, value, bytes);
   return cudaSuccess;
 }
 
-cudaError_t cudaMemsetAsync(void* dst, int value, std::size_t bytes, cudaStream_t) {
-  return cudaMemset(dst, value, bytes);
+cudaError_t cudaMemsetAsync(void* dst, int value, std::size_t bytes, cudaStream_t stream) {
+  if (const cudaError_t e = sn_emu::check_memset(dst, bytes, "cudaMemsetAsync");
+      e != cudaSuccess || bytes == 0)
+    return e;
+  if (sn_emu::capturing(stream))
+    return sn_emu::record(stream, "cudaMemsetAsync", [dst, value, bytes] {
+      if (sticky() != cudaSuccess) return fail(sticky());
+      std::memset(dst, value, bytes);
+      return cudaSuccess;
+    });
+  std::memset(dst, value, bytes);
+  return cudaSuccess;
 }
 
 // --- streams and events: all work is done by the time a call returns -------------------------
@@ -491,16 +549,21 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
   if (stream == nullptr) return fail(cudaErrorInvalidValue, "cudaStreamCreate: null pointer");
   if (sticky() != cudaSuccess) return fail(sticky());
-  *stream = new CUstream_st{flags};
+  *stream = new CUstream_st;
+  (*stream)->flags = flags;
   return cudaSuccess;
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (sn_emu::capturing(stream))
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamDestroy: the stream is capturing");
   delete stream;
   return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (const cudaError_t e = sn_emu::refuse_sync(stream, "cudaStreamSynchronize"); e != cudaSuccess)
+    return e;
   return fail(sticky());
 }
 
@@ -519,8 +582,14 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (event == nullptr) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: null event");
+  if (sn_emu::capturing(stream))
+    return sn_emu::record(stream, "cudaEventRecord", [event] {
+      event->at = std::chrono::steady_clock::now();
+      event->recorded = true;
+      return fail(sticky());
+    });
   event->at = std::chrono::steady_clock::now();
   event->recorded = true;
   return fail(sticky());

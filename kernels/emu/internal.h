@@ -2,7 +2,10 @@
 // the environment, and the error state behind cudaGetLastError.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "cuda_runtime.h"
 
@@ -36,4 +39,39 @@ cudaError_t fail_sticky(cudaError_t err, const std::string& detail);
 // The sticky error, or cudaSuccess.
 cudaError_t sticky();
 
+// --- stream capture (graph.cpp) ---
+// One piece of recorded work: what it is (for messages) and how to run it.
+struct Node {
+  std::string what;
+  std::function<cudaError_t()> run;
+};
+// The state of a stream; its capture, when it has one.
+struct StreamState {
+  unsigned flags = 0;
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+  std::thread::id thread;  // the thread that began the capture
+  std::string invalidated_by;
+  std::vector<Node> nodes;
+};
+// Whether `stream` is capturing (active or invalidated): its work must go
+// to record(), not run.
+bool capturing(cudaStream_t stream);
+// Records work on a capturing stream. Returns cudaSuccess, or
+// cudaErrorStreamCaptureInvalidated when the capture has been invalidated.
+cudaError_t record(cudaStream_t stream, std::string what, std::function<cudaError_t()> run);
+// For calls CUDA refuses during a capture (`call` names it): when a capture
+// prohibits them on this thread, invalidates it and returns
+// cudaErrorStreamCaptureUnsupported (recorded for cudaGetLastError);
+// otherwise cudaSuccess.
+cudaError_t refuse_if_capturing(const char* call);
+// cudaStreamSynchronize / cudaDeviceSynchronize: refused while `stream` (any
+// stream when nullptr and the call is cudaDeviceSynchronize) captures.
+cudaError_t refuse_sync(cudaStream_t stream, const char* call);
+// cudaDeviceReset: every capture ends (its work is dropped).
+void reset_captures();
+
 }  // namespace sn_emu
+
+// The runtime's stream handle (cudaStream_t points at one).
+struct CUstream_st : sn_emu::StreamState {};

@@ -722,4 +722,18 @@ int launch(const LaunchDesc& d) {
   return fail_sticky(cudaErrorLaunchFailure, first_error);
 }
 
+bool stream_capturing(CUstream_st* stream) {
+  return capturing(stream);
+}
+
+int record_launch(CUstream_st* stream, const LaunchDesc& d, std::shared_ptr<const void> pack) {
+  // As on a GPU, a launch that could never run fails now, not at replay.
+  if (!config().error.empty()) return fail(cudaErrorInvalidValue, config().error);
+  if (sticky() != cudaSuccess) return fail(sticky());
+  const std::string bad = check_config(d);
+  if (!bad.empty()) return fail(cudaErrorInvalidConfiguration, d.name + (": " + bad));
+  return record(stream, std::string("kernel ") + d.name,
+                [d, pack = std::move(pack)] { return static_cast<cudaError_t>(launch(d)); });
+}
+
 }  // namespace sn_emu

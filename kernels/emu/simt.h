@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -396,13 +397,19 @@ struct LaunchDesc {
 // Returns what cudaGetLastError would: an invalid configuration, or a kernel
 // that failed (deadlock, bad warp mask, __trap); the message goes to stderr.
 int launch(const LaunchDesc& d);
+// Whether `stream` is capturing (work is recorded, not run); and recording
+// a launch on such a stream: the configuration is checked now, the launch
+// (with its own copy of the arguments, kept alive by `pack`) runs when the
+// graph is launched. Returns what cudaGetLastError would.
+bool stream_capturing(CUstream_st* stream);
+int record_launch(CUstream_st* stream, const LaunchDesc& d, std::shared_ptr<const void> pack);
 
 // kernel<<<grid, block, smem, stream>>>(args...), converting the arguments to
 // the kernel's parameter types once, as the CUDA runtime does; every CUDA
 // thread gets its own copy of them.
 template <class... P, class... A>
 int launch_kernel(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem,
-                  CUstream_st* /*stream*/, A&&... args) {
+                  CUstream_st* stream, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong argument count");
   struct Pack {
     void (*k)(P...);
@@ -419,6 +426,12 @@ int launch_kernel(const char* name, void (*kernel)(P...), dim3 grid, dim3 block,
     const Pack& pk = *static_cast<const Pack*>(p);
     std::apply(pk.k, pk.args);
   };
+  if (stream_capturing(stream)) {
+    // Captured: the arguments are kept by value until the graph is destroyed.
+    auto kept = std::make_shared<const Pack>(pack);
+    d.pack = kept.get();
+    return record_launch(stream, d, std::move(kept));
+  }
   d.pack = &pack;
   return launch(d);
 }

@@ -95,6 +95,11 @@ __global__ void early_exit_kernel(float* out) {
 
 __global__ void empty_kernel() {}
 
+__global__ void scale_add_kernel(float* y, const float* x, float a, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = a * y[i] + x[i];
+}
+
 }  // namespace
 
 void neighbour(const float* in, float* out, int n, bool barrier) {
@@ -132,6 +137,10 @@ void early_exit_then_barrier(float* out, int n) {
 }
 void empty(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
   SN_LAUNCH("empty_kernel", empty_kernel, dim3(gx, gy, gz), dim3(bx, by, bz), 0, nullptr);
+}
+
+void scale_add(float* y, const float* x, float a, int n, CUstream_st* stream) {
+  SN_LAUNCH("scale_add_kernel", scale_add_kernel, (n + 127) / 128, 128, 0, stream, y, x, a, n);
 }
 
 }  // namespace emutest

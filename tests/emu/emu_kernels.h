@@ -6,6 +6,8 @@
 // through SN_LAUNCH, so a failed launch throws CudaError.
 #pragma once
 
+struct CUstream_st;
+
 namespace emutest {
 
 // out[t] = in[t + 1] through shared memory, with (correct) or without (a
@@ -37,5 +39,9 @@ void deadlock(float* out);
 void early_exit_then_barrier(float* out, int n);
 // An empty kernel with any geometry (launch checks).
 void empty(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz);
+
+// y[i] = a * y[i] + x[i] for i < n, on `stream` (graph capture tests: the
+// order of two such launches matters, and a, x, y are arguments by value).
+void scale_add(float* y, const float* x, float a, int n, CUstream_st* stream);
 
 }  // namespace emutest

@@ -1,8 +1,9 @@
 // The emulated CUDA runtime API (SCRATCHNET_CUDA=EMULATE): the part of
 // <cuda_runtime.h> that scratchnet uses, implemented on the CPU by
-// kernels/emu/cudart.cpp. Device memory is host memory; every stream is
-// synchronous (work is done when the call returns); events read a steady
-// clock. Errors follow the real runtime: a failed call returns its code and
+// kernels/emu/cudart.cpp (and graph.cpp: stream capture and graphs). Device
+// memory is host memory; every stream is synchronous (work is done when the
+// call returns) unless it is capturing, when its work is recorded, not run;
+// events read a steady clock. Errors follow the real runtime: a failed call returns its code and
 // records it for cudaGetLastError, and a failed kernel is sticky. This
 // directory is on the include path only in the EMULATE build, in place of the
 // CUDA toolkit's.
@@ -22,13 +23,31 @@ enum cudaError {
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureWrongThread = 908,
 };
 typedef enum cudaError cudaError_t;
 
 typedef struct CUstream_st* cudaStream_t;
 typedef struct CUevent_st* cudaEvent_t;
+typedef struct CUgraph_st* cudaGraph_t;
+typedef struct CUgraphExec_st* cudaGraphExec_t;
+typedef struct CUgraphNode_st* cudaGraphNode_t;
+
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
 
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
@@ -108,3 +127,24 @@ cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+
+// Stream capture and graphs (kernels/emu/graph.cpp). While a stream captures,
+// kernel launches, cudaMemcpyAsync, cudaMemsetAsync and cudaEventRecord on it
+// (and cuBLAS calls whose handle is bound to it) are checked and recorded,
+// not run; a kernel's arguments are recorded by value (pointers keep pointing
+// at the same device memory). Calls CUDA refuses during a capture (cudaMalloc,
+// cudaFree, cudaMemcpy, cudaMemset, device or stream synchronisation: in
+// global mode from any thread, in thread-local mode from the capturing one)
+// return cudaErrorStreamCaptureUnsupported and invalidate the capture; its
+// later work and its end return cudaErrorStreamCaptureInvalidated. A graph
+// launch runs the recorded work in order.
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+// With nodes == nullptr: how many nodes the graph has (all the emulator supports).
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, std::size_t* count);
