@@ -328,15 +328,27 @@ MetricsRow Trainer::train_epoch(int epoch) {
   std::vector<int> sizes(static_cast<std::size_t>(n), 0);
   int64_t seen = 0, seen_all = 0;  // this rank's examples, every rank's
   float lr = config_.lr;
-  // One step of a single process, eager or captured in a CUDA graph alike.
-  const StepGraph::Body one_rank_step = [this](const Tensor& x, const Tensor& y,
-                                               const Tensor& loss_out, const Tensor& correct_out) {
+  // zero_grad, forward, loss, backward and the metrics into their slots: the
+  // step up to the SGD update, eager or captured in a CUDA graph alike. With
+  // several ranks, backward takes the gradient of the whole batch's mean
+  // loss: this part's mean loss weighted by its share of the batch (summed
+  // over the ranks by the all-reduce that follows).
+  const auto forward_backward = [this](const Tensor& x, const Tensor& y, float share,
+                                       const Tensor& loss_out, const Tensor& correct_out) {
     opt_->zero_grad();
     Tensor logits = (*model_)(x);
     Tensor loss = cross_entropy(logits, y);
-    loss.backward();
+    if (!dist::active())
+      loss.backward();
+    else
+      loss.backward(Tensor::full(loss.shape(), share, device_));
     Tensor(loss_out).copy_(loss);
     Tensor(correct_out).copy_(count_correct(logits, y));
+    return loss;
+  };
+  const StepGraph::Body one_rank_step = [&](const Tensor& x, const Tensor& y,
+                                            const Tensor& loss_out, const Tensor& correct_out) {
+    forward_backward(x, y, 1.0f, loss_out, correct_out);
     opt_->step();
   };
   for (int i = 0; i < n; ++i) {
@@ -349,21 +361,13 @@ MetricsRow Trainer::train_epoch(int epoch) {
       // Full batches through the graph (the last, smaller one of an epoch runs eagerly).
       graph_->step(b.x, b.y, lr, one_rank_step, slot(losses, i), slot(correct, i));
     } else {
-      opt_->zero_grad();
       if (b.size > 0) {
-        Tensor logits = (*model_)(b.x);
-        Tensor loss = cross_entropy(logits, b.y);
-        if (!dist::active()) {
-          loss.backward();
-        } else {
-          // The gradient of the whole batch's mean loss: this part's mean loss
-          // weighted by its share of the batch, summed over the ranks below.
-          loss.backward(Tensor::full(loss.shape(), static_cast<float>(b.size) / whole, device_));
-        }
-        slot(losses, i).copy_(loss);
-        slot(correct, i).copy_(count_correct(logits, b.y));
+        Tensor loss = forward_backward(b.x, b.y, static_cast<float>(b.size) / whole,
+                                       slot(losses, i), slot(correct, i));
         // On the CPU the loss is host memory already: check every step.
         if (device_.is_cpu()) check_losses({loss.item()}, epoch, i);
+      } else {
+        opt_->zero_grad();  // a rank without examples this batch adds zeros
       }
       if (dist::active()) {
         Tensor grads = opt_->slab().grads;
