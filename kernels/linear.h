@@ -14,6 +14,11 @@ LinearParams linear_params(int N, int IN, int OUT);  // throws ShapeError naming
 
 void linear_forward_cpu(const LinearParams& p, const float* x, const float* w, const float* b,
                         float* y);
+// The forward as one plain GEMM, y = x wᵀ + b, whatever the shapes: the
+// reference that linear_forward_cpu's transposed form for small batches is
+// tested against (bit for bit: the same products summed in the same order).
+void linear_forward_cpu_plain(const LinearParams& p, const float* x, const float* w,
+                              const float* b, float* y);
 void linear_backward_data_cpu(const LinearParams& p, const float* dy, const float* w, float* dx);
 void linear_backward_weight_cpu(const LinearParams& p, const float* x, const float* dy, float* dw,
                                 float* db);

@@ -94,7 +94,9 @@ TEST_CASE("gemm_cpu matches a naive loop for every transpose combination", "[gem
   const int sizes[][3] = {
       {1, 1, 1},     {7, 7, 7},       {1, 33, 7},   {33, 1, 130},  {130, 7, 33},  {33, 130, 7},
       {64, 64, 64},  {130, 131, 129}, {6, 16, 300}, {97, 50, 257}, {12, 32, 256}, {11, 31, 255},
-      {13, 33, 513}, {95, 511, 20},   {97, 513, 3}, {25, 600, 40}, {5, 70, 385},  {1160, 40, 9}};
+      {13, 33, 513}, {95, 511, 20},   {97, 513, 3}, {25, 600, 40}, {5, 70, 385},  {1160, 40, 9},
+      // few rows of C, B rows 1024+ floats apart: B packed, not read in place
+      {20, 1100, 400}, {30, 1030, 70}};
   for (const std::string& variant : kernels::gemm_cpu_variants()) {
     uint64_t seed = 10;
     for (bool ta : {false, true})

@@ -183,8 +183,12 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
   // With only a few A panels, each packed B value would be used only a few
   // times: the copy would cost about as much as the arithmetic (conv2d at
   // LeNet's sizes). Then whole NR-column panels of an untransposed B are read
-  // where they lie, and only a ragged last panel is packed.
-  const bool b_in_place = !p.trans_b && mc <= 4 * MR;
+  // where they lie, and only a ragged last panel is packed. Not when B's rows
+  // are a page or more apart (a linear layer's data gradient, dy w with w
+  // 4096 x 9600): a panel then reads 128 bytes from each of kc pages, which
+  // neither the TLB nor the hardware prefetcher follow (16 GFLOP/s), while
+  // pack_b copies NC-wide rows, 1 KiB per page visited.
+  const bool b_in_place = !p.trans_b && mc <= 4 * MR && p.ldb < 1024;
   for (int k0 = 0; k0 < p.K; k0 += KC) {
     const int kc = imin(KC, p.K - k0);
     // The first slice applies beta; later ones add to what it wrote.
