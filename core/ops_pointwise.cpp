@@ -77,12 +77,21 @@ void accumulate(const Tensor& x, Tensor& y) {
   }
 }
 
-Tensor add(const Tensor& a, const Tensor& b) {
-  [[maybe_unused]] const char* op = "add";
+namespace {
+
+// add's and add_relu's operands: F32, one shape, one device.
+void check_operands(const char* op, const Tensor& a, const Tensor& b) {
   check_dtype(op, "first operand", a, DType::F32);
   check_dtype(op, "second operand", b, DType::F32);
   check_shape(a.shape() == b.shape(), op, "a tensor of shape " + shape_str(a.shape()), b);
   check_same_device(op, {&a, &b});
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  [[maybe_unused]] const char* op = "add";
+  check_operands(op, a, b);
   Tensor y = Tensor::empty(a.shape(), a.device());
   if (a.is_cuda()) {
     SN_GPU(k::add_forward_cuda(a.numel(), a.data<float>(), b.data<float>(), y.data<float>(),
@@ -105,10 +114,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 Tensor add_relu(const Tensor& a, const Tensor& b) {
   [[maybe_unused]] const char* op = "add_relu";
-  check_dtype(op, "first operand", a, DType::F32);
-  check_dtype(op, "second operand", b, DType::F32);
-  check_shape(a.shape() == b.shape(), op, "a tensor of shape " + shape_str(a.shape()), b);
-  check_same_device(op, {&a, &b});
+  check_operands(op, a, b);
   Tensor y = Tensor::empty(a.shape(), a.device());
   if (a.is_cuda()) {
     SN_GPU(k::add_relu_forward_cuda(a.numel(), a.data<float>(), b.data<float>(), y.data<float>(),
