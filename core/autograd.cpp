@@ -1,5 +1,8 @@
 #include "core/autograd.h"
 
+#include <cstdlib>
+#include <limits>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -9,6 +12,11 @@ namespace scratchnet {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local GradBufferStats g_grad_buffers;
+}  // namespace
+
+GradBufferStats last_backward_grad_buffers() {
+  return g_grad_buffers;
 }
 
 bool grad_enabled() {
@@ -34,8 +42,10 @@ std::string Edge::str() const {
   return std::string(dtype_name(dtype)) + " " + shape_str(shape) + " on " + device.str();
 }
 
-void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs,
-            std::vector<Tensor> saved, BackwardFn backward) {
+namespace {
+
+std::shared_ptr<Node> make_node(Tensor& output, const char* name,
+                                const std::vector<Tensor>& inputs, std::vector<Tensor> saved) {
   auto node = std::make_shared<Node>();
   node->name = name;
   node->edges.reserve(inputs.size());
@@ -58,9 +68,26 @@ void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs,
                   " saves a tensor with history; save a detach()ed one (a cycle would leak the "
                   "graph)");
   node->saved = std::move(saved);
-  node->backward = std::move(backward);
   output.set_requires_grad(true);
-  output.set_grad_fn(std::move(node));
+  output.set_grad_fn(node);
+  return node;
+}
+
+}  // namespace
+
+void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs,
+            std::vector<Tensor> saved, BackwardFn backward) {
+  make_node(output, name, inputs, std::move(saved))->backward = std::move(backward);
+}
+
+void record_writing(Tensor& output, const char* name, const std::vector<Tensor>& inputs,
+                    std::vector<Tensor> saved, WritingBackwardFn backward) {
+  auto node = make_node(output, name, inputs, std::move(saved));
+  // A raw pointer: the function lives in the node, so never outlives it.
+  node->backward = [fn = std::move(backward), n = node.get()](
+                       const Tensor& gy, const std::vector<Tensor>& g,
+                       const std::vector<Tensor>& s) { fn(gy, g, s, n->fresh); };
+  node->writes_fresh = true;
 }
 
 namespace {
@@ -89,6 +116,25 @@ std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>
   return {order.rbegin(), order.rend()};
 }
 
+enum class GradFill { Uninit, NaN, Zero };
+
+// SCRATCHNET_GRAD_FILL (core/autograd.h), read once per backward.
+GradFill grad_fill() {
+  const char* v = std::getenv("SCRATCHNET_GRAD_FILL");
+  if (v == nullptr || *v == '\0') return GradFill::Uninit;
+  const std::string s(v);
+  if (s == "nan") return GradFill::NaN;
+  if (s == "zero") return GradFill::Zero;
+  throw ValueError("SCRATCHNET_GRAD_FILL: expected nan or zero (or unset), got '" + s + "'");
+}
+
+// Is edge i's producer also the producer of another edge of `node`?
+bool shared_parent(const Node& node, std::size_t i) {
+  for (std::size_t j = 0; j < node.edges.size(); ++j)
+    if (j != i && node.edges[j].fn == node.edges[i].fn) return true;
+  return false;
+}
+
 }  // namespace
 
 void run_backward(const Tensor& root, const Tensor& seed) {
@@ -98,6 +144,7 @@ void run_backward(const Tensor& root, const Tensor& seed) {
                 "needing a gradient was used to compute it, or it ran under NoGradGuard)");
   if (seed.shape() != root.shape() || seed.device() != root.device())
     throw ShapeError("backward: seed gradient " + seed.str() + " does not match " + root.str());
+  g_grad_buffers = {};
 
   if (!root.grad_fn()) {  // a leaf: its gradient is the seed
     Tensor g = root.grad();
@@ -109,6 +156,8 @@ void run_backward(const Tensor& root, const Tensor& seed) {
     return;
   }
 
+  const GradFill fill = grad_fill();
+  GradBufferStats stats;
   NoGradGuard no_grad;                      // backward functions build no graph of their own
   std::unordered_map<Node*, Tensor> grads;  // gradient of each node's output
   grads[root.grad_fn().get()] = seed;
@@ -123,12 +172,26 @@ void run_backward(const Tensor& root, const Tensor& seed) {
                   " was already used by an earlier backward(); run the forward pass again");
 
     std::vector<Tensor> grad_in(node->edges.size());
+    std::vector<bool> fresh(node->edges.size(), false);
     for (std::size_t i = 0; i < node->edges.size(); ++i) {
       Edge& e = node->edges[i];
       if (!e.defined || !e.requires_grad) continue;
       if (e.fn) {
         Tensor& g = grads[e.fn.get()];
-        if (!g.defined()) g = Tensor::zeros(e.shape, e.device);
+        if (!g.defined()) {
+          if (node->writes_fresh && fill != GradFill::Zero && !shared_parent(*node, i)) {
+            fresh[i] = true;
+            g = fill == GradFill::NaN
+                    ? Tensor::full(e.shape, std::numeric_limits<float>::quiet_NaN(), e.device)
+                    : Tensor::empty(e.shape, e.device);
+            stats.fresh += 1;
+            stats.fresh_bytes += g.nbytes();
+          } else {
+            g = Tensor::zeros(e.shape, e.device);
+            stats.zeroed += 1;
+            stats.zeroed_bytes += g.nbytes();
+          }
+        }
         grad_in[i] = g;
       } else {
         Tensor g = e.leaf.grad();
@@ -142,6 +205,7 @@ void run_backward(const Tensor& root, const Tensor& seed) {
         grad_in[i] = g;
       }
     }
+    node->fresh = std::move(fresh);
     node->backward(grad_out, grad_in, node->saved);
     for (std::size_t i = 0; i < grad_in.size(); ++i)
       if (grad_in[i].defined() && grad_in[i].shape() != node->edges[i].shape)
@@ -151,9 +215,11 @@ void run_backward(const Tensor& root, const Tensor& seed) {
     // run, as PyTorch does without retain_graph: a saved tensor dies when the
     // last node that saved it has run.
     node->backward = nullptr;
+    node->fresh.clear();
     node->saved.clear();
     node->edges.clear();
   }
+  g_grad_buffers = stats;
 }
 
 SavedMemory saved_memory(const Tensor& root) {

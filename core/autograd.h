@@ -5,6 +5,27 @@
 // gradients accumulate (+=) into per-node buffers (intermediates) or into
 // leaf tensors' grad (parameters).
 //
+// Fresh buffers (no zero-fill for the first contribution): an intermediate's
+// gradient buffer is created by the first backward that contributes to it
+// (the engine walks consumers before producers, so the first one to run is
+// known). A node recorded with record_writing() gets such a first buffer
+// uninitialised and is told so (fresh[i]); it must then WRITE (=) every
+// element of grad_inputs[i], as a GEMM with beta 0 does; later contributions
+// (fresh[i] false: a tensor with several consumers, the residual shortcut)
+// accumulate (+=) as always. A node recorded with record() gets zero-filled
+// first buffers and always accumulates, so ops migrate one at a time. That
+// saves a memset and a read per activation gradient per step on the GPU.
+// Never fresh: leaves' .grad (parameters: they persist across steps and
+// zero_grad owns them), and an input that is the same tensor as another input
+// of the node (add(x, x)): both of its grad_inputs are one buffer, so both
+// get the zero-filled, accumulating path and the kernel may alias them.
+// SCRATCHNET_GRAD_FILL (read at each backward) is a debug switch:
+//   unset/"" fresh buffers uninitialised (the product)
+//   "nan"    fresh buffers filled with NaN: an op that reads one instead of
+//            writing it poisons the gradients (the tests run whole steps so)
+//   "zero"   no fresh buffers: every buffer zero-filled, every op accumulates
+//            (the path before fresh buffers, the tests' reference)
+//
 // Memory: a node never holds its inputs. An edge keeps the producing node
 // (not the tensor, so not its storage) or, for a leaf that needs a gradient
 // (a parameter), the leaf itself. The activations a graph keeps alive are
@@ -38,6 +59,11 @@ struct Edge {
 using BackwardFn =
     std::function<void(const Tensor& grad_output, const std::vector<Tensor>& grad_inputs,
                        const std::vector<Tensor>& saved)>;
+// fresh[i]: grad_inputs[i] is uninitialised and must be written, not
+// accumulated into (see the top of this file). fresh.size() == grad_inputs.size().
+using WritingBackwardFn =
+    std::function<void(const Tensor& grad_output, const std::vector<Tensor>& grad_inputs,
+                       const std::vector<Tensor>& saved, const std::vector<bool>& fresh)>;
 
 struct Node {
   const char* name = "";
@@ -45,8 +71,13 @@ struct Node {
   // What backward reads: detached tensors (no history, so no cycle).
   std::vector<Tensor> saved;
   // grad_inputs[i] is a buffer to accumulate into (zero-initialised or
-  // holding earlier contributions), undefined when input i needs no grad.
+  // holding earlier contributions), or to write when fresh[i] (only with
+  // writes_fresh), undefined when input i needs no grad.
+  // Always three arguments (tools wrap it to time it); record_writing()
+  // wraps its WritingBackwardFn, which reads `fresh` as set just before.
   BackwardFn backward;
+  bool writes_fresh = false;  // record_writing(): may be handed fresh buffers
+  std::vector<bool> fresh;    // the engine's flags for the coming backward call
 };
 
 // Is gradient recording on (thread-local)? Off inside a NoGradGuard.
@@ -72,9 +103,23 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs);
 // backward reads besides the output gradient, passed back to it as `saved`.
 void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs,
             std::vector<Tensor> saved, BackwardFn backward);
+// As record(), for a backward that writes fresh buffers (see the top).
+void record_writing(Tensor& output, const char* name, const std::vector<Tensor>& inputs,
+                    std::vector<Tensor> saved, WritingBackwardFn backward);
 
 // Runs the backward pass from `root` seeded with `seed` (same shape as root).
 void run_backward(const Tensor& root, const Tensor& seed);
+
+// What the last backward() on this thread did with intermediates' gradient
+// buffers: how many it handed out fresh (no zero-fill) and how many it zeroed
+// (a first contribution to an op recorded with record(), an input used twice
+// by one node, or SCRATCHNET_GRAD_FILL=zero). Leaves' .grad not included.
+// For tests and the memory/traffic accounting of a step.
+struct GradBufferStats {
+  std::size_t fresh = 0, fresh_bytes = 0;
+  std::size_t zeroed = 0, zeroed_bytes = 0;
+};
+GradBufferStats last_backward_grad_buffers();
 
 // Saved-activation accounting: the distinct storages that the graph behind
 // `root` keeps alive for its backward, i.e. the union of the `saved` lists of

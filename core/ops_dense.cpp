@@ -47,22 +47,26 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
     // gradient); not its output, unless the ReLU's mask needs it.
     std::vector<Tensor> saved{x.detach(), w.detach()};
     if (relu) saved.push_back(y.detach());
-    record(y, op, {x, w, b}, std::move(saved),
+    // Writes a fresh data gradient on the GPU (the dgrad epilogue's write
+    // mode); the CPU kernel accumulates, so it zeroes a fresh one first.
+    record_writing(y, op, {x, w, b}, std::move(saved),
            [p, has_bias = b.defined(), relu](const Tensor& gy_out, const std::vector<Tensor>& g,
-                                             const std::vector<Tensor>& s) {
+                                             const std::vector<Tensor>& s,
+                                             const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "conv2d backward";
              const Tensor &xs = s[0], &ws_ = s[1];
              const Device d = gy_out.device();
              Tensor gy = gy_out;
-             if (relu) {  // the ReLU's backward: dy * (y > 0), into a fresh buffer
-               gy = Tensor::zeros(gy_out.shape(), d);
+             if (relu) {  // the ReLU's backward: dy * (y > 0), written to a new buffer
+               gy = Tensor::empty(gy_out.shape(), d);
                const Tensor& ys = s[2];
                if (d.is_cuda()) {
                  SN_GPU(k::relu_backward_cuda(gy.numel(), ys.data<float>(),
-                                              gy_out.data<float>(), gy.data<float>(), stream()));
+                                              gy_out.data<float>(), gy.data<float>(), stream(),
+                                              true));
                } else {
                  k::relu_backward_cpu(gy.numel(), ys.data<float>(), gy_out.data<float>(),
-                                      gy.data<float>());
+                                      gy.data<float>(), true);
                }
              }
              if (g[0].defined()) {
@@ -70,8 +74,9 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
                  SN_GPU(Tensor ws = workspace(k::conv2d_workspace_bytes_cuda(p), d);
                         k::conv2d_backward_data_cuda(p, gy.data<float>(), ws_.data<float>(),
                                                      g[0].data<float>(), ws.data<uint8_t>(),
-                                                     stream()));
+                                                     stream(), fresh[0]));
                } else {
+                 zero_if_fresh(g[0], fresh[0]);
                  k::conv2d_backward_data_cpu(p, gy.data<float>(), ws_.data<float>(),
                                              g[0].data<float>());
                }
@@ -130,19 +135,21 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     k::linear_forward_cpu(p, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
   }
   if (needs_grad({&x, &w, &b})) {
-    record(y, op, {x, w, b}, {x.detach(), w.detach()},
+    // A fresh input gradient is written (GEMM beta 0).
+    record_writing(y, op, {x, w, b}, {x.detach(), w.detach()},
            [p, has_bias = b.defined()](const Tensor& gy, const std::vector<Tensor>& g,
-                                       const std::vector<Tensor>& s) {
+                                       const std::vector<Tensor>& s,
+                                       const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "linear backward";
              const Tensor &xs = s[0], &ws = s[1];
              const bool gpu = gy.is_cuda();
              if (g[0].defined()) {
                if (gpu) {
                  SN_GPU(k::linear_backward_data_cuda(p, gy.data<float>(), ws.data<float>(),
-                                                     g[0].data<float>(), stream()));
+                                                     g[0].data<float>(), stream(), fresh[0]));
                } else {
                  k::linear_backward_data_cpu(p, gy.data<float>(), ws.data<float>(),
-                                             g[0].data<float>());
+                                             g[0].data<float>(), fresh[0]);
                }
              }
              if (g[1].defined() || (has_bias && g[2].defined())) {

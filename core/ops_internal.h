@@ -70,6 +70,12 @@ inline Tensor or_scratch(const Tensor& g, const Tensor& like) {
   return g.defined() ? g : Tensor::zeros(like.shape(), like.device());
 }
 
+// A backward handed a fresh (uninitialised) gradient buffer whose kernel can
+// only accumulate (core/autograd.h): zero it first, as the engine would have.
+inline void zero_if_fresh(const Tensor& g, bool fresh) {
+  if (fresh) Tensor(g).zero_();
+}
+
 inline float* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<float>() : nullptr;
 }

@@ -42,16 +42,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   }
   if (needs_grad({&logits})) {
     // Saves the softmax probabilities and the labels, not the logits.
-    record(loss, op, {logits}, {probs, labels.detach()},
-           [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+    record_writing(loss, op, {logits}, {probs, labels.detach()},
+           [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s,
+               const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "cross_entropy backward";
              const Tensor &probs = s[0], &labs = s[1];
              if (gy.is_cuda()) {
                SN_GPU(k::softmax_ce_backward_cuda(p, probs.data<float>(), labs.data<int32_t>(),
-                                                  gy.data<float>(), g[0].data<float>(), stream()));
+                                                  gy.data<float>(), g[0].data<float>(), stream(),
+                                                  fresh[0]));
              } else {
                k::softmax_ce_backward_cpu(p, probs.data<float>(), labs.data<int32_t>(),
-                                          gy.data<float>(), g[0].data<float>());
+                                          gy.data<float>(), g[0].data<float>(), fresh[0]);
              }
            });
   }

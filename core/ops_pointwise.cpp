@@ -22,16 +22,17 @@ Tensor relu(const Tensor& x) {
   if (needs_grad({&x})) {
     // Saves its output, not its input: the next conv saves the same storage,
     // and the pre-ReLU tensor can die as soon as the forward moves on.
-    record(y, op, {x}, {y.detach()},
-           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+    record_writing(y, op, {x}, {y.detach()},
+           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s,
+              const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "relu backward";
              const Tensor& ys = s[0];
              if (gy.is_cuda()) {
                SN_GPU(k::relu_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                            g[0].data<float>(), stream()));
+                                            g[0].data<float>(), stream(), fresh[0]));
              } else {
                k::relu_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                    g[0].data<float>());
+                                    g[0].data<float>(), fresh[0]);
              }
            });
   }
@@ -100,14 +101,20 @@ Tensor add(const Tensor& a, const Tensor& b) {
     k::add_forward_cpu(a.numel(), a.data<float>(), b.data<float>(), y.data<float>());
   }
   if (needs_grad({&a, &b})) {
-    record(y, op, {a, b}, {},
-           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&) {
-             for (const Tensor& gi : g)
-               if (gi.defined()) {
-                 Tensor dst = gi;
-                 accumulate(gy, dst);
-               }
-           });
+    // A fresh input gradient is a copy of the output gradient (one pass,
+    // no memset); add(x, x) never gets fresh ones (core/autograd.h).
+    record_writing(y, op, {a, b}, {},
+                   [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&,
+                      const std::vector<bool>& fresh) {
+                     for (std::size_t i = 0; i < g.size(); ++i) {
+                       if (!g[i].defined()) continue;
+                       Tensor dst = g[i];
+                       if (fresh[i])
+                         dst.copy_(gy);
+                       else
+                         accumulate(gy, dst);
+                     }
+                   });
   }
   return y;
 }
@@ -124,16 +131,18 @@ Tensor add_relu(const Tensor& a, const Tensor& b) {
   }
   if (needs_grad({&a, &b})) {
     // Saves its output (the mask y > 0), as relu(add(a, b)) would: add saves nothing.
-    record(y, op, {a, b}, {y.detach()},
-           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+    record_writing(y, op, {a, b}, {y.detach()},
+           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s,
+              const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "add_relu backward";
              const Tensor& ys = s[0];
              if (gy.is_cuda()) {
                SN_GPU(k::add_relu_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                                ptr_or_null(g[0]), ptr_or_null(g[1]), stream()));
+                                                ptr_or_null(g[0]), ptr_or_null(g[1]), stream(),
+                                                fresh[0], fresh[1]));
              } else {
                k::add_relu_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                        ptr_or_null(g[0]), ptr_or_null(g[1]));
+                                        ptr_or_null(g[0]), ptr_or_null(g[1]), fresh[0], fresh[1]);
              }
            });
   }

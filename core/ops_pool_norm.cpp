@@ -32,14 +32,18 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int pad) {
   }
   if (needs_grad({&x})) {
     // Saves the argmax (int32), not the input: backward scatters through it.
-    record(y, op, {x}, {arg},
-           [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+    // Writes a fresh input gradient on the GPU (a gather per input element);
+    // the CPU kernel scatters (+=), so it zeroes a fresh one first.
+    record_writing(y, op, {x}, {arg},
+           [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s,
+               const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "max_pool2d backward";
              const Tensor& arg = s[0];
              if (gy.is_cuda()) {
                SN_GPU(k::max_pool2d_backward_cuda(p, gy.data<float>(), arg.data<int32_t>(),
-                                                  g[0].data<float>(), stream()));
+                                                  g[0].data<float>(), stream(), fresh[0]));
              } else {
+               zero_if_fresh(g[0], fresh[0]);
                k::max_pool2d_backward_cpu(p, gy.data<float>(), arg.data<int32_t>(),
                                           g[0].data<float>());
              }
@@ -181,9 +185,10 @@ Tensor batch_norm_op(const char* op, bool relu, const Tensor& x, const Tensor& g
     // saves the same storage), so fusing costs no saved memory.
     std::vector<Tensor> saved{x.detach(), gamma.detach(), mean, invstd};
     if (relu) saved.push_back(y.detach());
-    record(y, relu ? "batch_norm_relu" : "batch_norm", {x, gamma, beta}, std::move(saved),
+    // A fresh input gradient is written; dgamma, dbeta accumulate (leaves).
+    record_writing(y, relu ? "batch_norm_relu" : "batch_norm", {x, gamma, beta}, std::move(saved),
            [p, training](const Tensor& gy, const std::vector<Tensor>& g,
-                         const std::vector<Tensor>& s) {
+                         const std::vector<Tensor>& s, const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "batch_norm backward";
              const Tensor &xs = s[0], &gs = s[1], &mean = s[2], &invstd = s[3];
              const float* ys = p.relu ? s[4].data<float>() : nullptr;
@@ -193,12 +198,13 @@ Tensor batch_norm_op(const char* op, bool relu, const Tensor& x, const Tensor& g
                       k::batch_norm_backward_cuda(
                           p, training, xs.data<float>(), ys, gy.data<float>(), gs.data<float>(),
                           mean.data<float>(), invstd.data<float>(), ptr_or_null(dx),
-                          dgamma.data<float>(), dbeta.data<float>(), ws.data<uint8_t>(), stream()));
+                          dgamma.data<float>(), dbeta.data<float>(), ws.data<uint8_t>(), stream(),
+                          fresh[0]));
              } else {
                k::batch_norm_backward_cpu(p, training, xs.data<float>(), ys, gy.data<float>(),
                                           gs.data<float>(), mean.data<float>(),
                                           invstd.data<float>(), ptr_or_null(dx),
-                                          dgamma.data<float>(), dbeta.data<float>());
+                                          dgamma.data<float>(), dbeta.data<float>(), fresh[0]);
              }
            });
   }

@@ -272,12 +272,17 @@ Tensor Tensor::reshape(const Shape& new_shape) const {
   Tensor out(std::move(impl));
   if (needs_grad({this})) {
     const Shape in_shape = shape();
-    record(out, "reshape", {*this}, {},
-           [in_shape](const Tensor& gy, const std::vector<Tensor>& gx, const std::vector<Tensor>&) {
-             Tensor g = gy.detach().reshape(in_shape);
-             Tensor dst = gx[0];
-             accumulate(g, dst);
-           });
+    // A fresh input gradient is a copy of the output gradient's bits.
+    record_writing(out, "reshape", {*this}, {},
+                   [in_shape](const Tensor& gy, const std::vector<Tensor>& gx,
+                              const std::vector<Tensor>&, const std::vector<bool>& fresh) {
+                     Tensor g = gy.detach().reshape(in_shape);
+                     Tensor dst = gx[0];
+                     if (fresh[0])
+                       dst.copy_(g);
+                     else
+                       accumulate(g, dst);
+                   });
   }
   return out;
 }

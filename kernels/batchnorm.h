@@ -13,6 +13,8 @@
 // Backward in eval mode (statistics are constants): pass the running
 // statistics as save_mean / save_invstd-from-running-var and training=false:
 //   dx += gamma * invstd * dy.
+// write_dx: dx = ... instead of += (dx uninitialised; see core/autograd.h);
+// dgamma and dbeta (parameters' gradients) always accumulate.
 // Fused ReLU (p.relu): forward writes y = max(BN(x), 0); backward takes that
 // y and uses g = (y > 0 ? dy : 0) in place of dy above, so BN + ReLU needs
 // neither a separate ReLU pass nor a buffer for the gradient between them.
@@ -43,7 +45,7 @@ void batch_norm_forward_eval_cpu(const BatchNormParams& p, const float* x, const
 void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const float* x,
                              const float* y, const float* dy, const float* gamma,
                              const float* save_mean, const float* save_invstd, float* dx,
-                             float* dgamma, float* dbeta);
+                             float* dgamma, float* dbeta, bool write_dx = false);
 // Eval-mode backward needs invstd of the running variance: computed here.
 void batch_norm_invstd_cpu(int C, float eps, const float* var, float* invstd);
 
@@ -59,7 +61,8 @@ void batch_norm_forward_eval_cuda(const BatchNormParams& p, const float* x, cons
 void batch_norm_backward_cuda(const BatchNormParams& p, bool training, const float* x,
                               const float* y, const float* dy, const float* gamma,
                               const float* save_mean, const float* save_invstd, float* dx,
-                              float* dgamma, float* dbeta, void* workspace, Stream stream);
+                              float* dgamma, float* dbeta, void* workspace, Stream stream,
+                              bool write_dx = false);
 void batch_norm_invstd_cuda(int C, float eps, const float* var, float* invstd, Stream stream);
 #endif
 

@@ -37,8 +37,10 @@ std::size_t conv2d_workspace_bytes_cuda(const Conv2dParams& p);
 // y = conv(x, w) + b, then max(y, 0) when relu (fused in the GEMM epilogue).
 void conv2d_forward_cuda(const Conv2dParams& p, const float* x, const float* w, const float* b,
                          float* y, void* workspace, Stream stream, bool relu = false);
+// write_dx: dx = the data gradient (dx uninitialised; see core/autograd.h),
+// else dx += it. The CPU kernel always accumulates.
 void conv2d_backward_data_cuda(const Conv2dParams& p, const float* dy, const float* w, float* dx,
-                               void* workspace, Stream stream);
+                               void* workspace, Stream stream, bool write_dx = false);
 void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const float* dy, float* dw,
                                  float* db, void* workspace, Stream stream);
 

@@ -1,6 +1,7 @@
 // Fully connected layer, as torch.nn.Linear: y = x Wᵀ + b.
 //   x (N, IN), w (OUT, IN), b (OUT) optional, y (N, OUT)
-// Backward accumulates: dx += dy W, dw += dyᵀ x, db += Σ_n dy.
+// Backward accumulates: dx += dy W, dw += dyᵀ x, db += Σ_n dy; with write_dx,
+// dx = dy W (dx uninitialised: GEMM beta 0; see core/autograd.h).
 #pragma once
 #include "kernels/common.h"
 
@@ -19,7 +20,8 @@ void linear_forward_cpu(const LinearParams& p, const float* x, const float* w, c
 // tested against (bit for bit: the same products summed in the same order).
 void linear_forward_cpu_plain(const LinearParams& p, const float* x, const float* w,
                               const float* b, float* y);
-void linear_backward_data_cpu(const LinearParams& p, const float* dy, const float* w, float* dx);
+void linear_backward_data_cpu(const LinearParams& p, const float* dy, const float* w, float* dx,
+                              bool write_dx = false);
 void linear_backward_weight_cpu(const LinearParams& p, const float* x, const float* dy, float* dw,
                                 float* db);
 
@@ -27,7 +29,7 @@ void linear_backward_weight_cpu(const LinearParams& p, const float* x, const flo
 void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, const float* b,
                          float* y, Stream stream);
 void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
-                               Stream stream);
+                               Stream stream, bool write_dx = false);
 void linear_backward_weight_cuda(const LinearParams& p, const float* x, const float* dy, float* dw,
                                  float* db, Stream stream);
 #endif

@@ -36,8 +36,9 @@ void global_avg_pool_backward_cpu(int planes, int hw, const float* dy, float* dx
 #ifdef SCRATCHNET_WITH_CUDA
 void max_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, int32_t* argmax,
                              Stream stream);
+// write_dx: dx = ... instead of += (dx uninitialised; see core/autograd.h).
 void max_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, const int32_t* argmax,
-                              float* dx, Stream stream);
+                              float* dx, Stream stream, bool write_dx = false);
 void avg_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, Stream stream);
 void avg_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, float* dx, Stream stream);
 void global_avg_pool_forward_cuda(int planes, int hw, const float* x, float* y, Stream stream);

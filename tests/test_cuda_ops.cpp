@@ -155,8 +155,14 @@ TEST_CASE("pointwise CUDA kernels match the CPU", "[cuda][elementwise]") {
       Bwd b;
       BwdC bc;
     };
-    for (const Op& op : {Op{"relu", k::relu_forward_cuda, k::relu_forward_cpu,
-                            k::relu_backward_cuda, k::relu_backward_cpu},
+    // relu's backward takes a trailing write flag: the accumulating form here.
+    const Bwd relu_b = [](int64_t m, const float* y, const float* dy, float* dx, k::Stream st) {
+      k::relu_backward_cuda(m, y, dy, dx, st);
+    };
+    const BwdC relu_bc = [](int64_t m, const float* y, const float* dy, float* dx) {
+      k::relu_backward_cpu(m, y, dy, dx);
+    };
+    for (const Op& op : {Op{"relu", k::relu_forward_cuda, k::relu_forward_cpu, relu_b, relu_bc},
                          Op{"sigmoid", k::sigmoid_forward_cuda, k::sigmoid_forward_cpu,
                             k::sigmoid_backward_cuda, k::sigmoid_backward_cpu}}) {
       INFO(op.name);

@@ -130,7 +130,7 @@ void batch_norm_forward_eval_cpu(const BatchNormParams& p, const float* x, const
 void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const float* x,
                              const float* y, const float* dy, const float* gamma,
                              const float* save_mean, const float* save_invstd, float* dx,
-                             float* dgamma, float* dbeta) {
+                             float* dgamma, float* dbeta, bool write_dx) {
   const double m = static_cast<double>(p.N) * p.HW;
   const float* ymask = p.relu ? y : nullptr;
 #pragma omp parallel for schedule(static)
@@ -155,7 +155,10 @@ void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const floa
         const float* yr = ymask ? run(p, ymask, n, c) : nullptr;
         float* dxr = run(p, dx, n, c);
 #pragma omp simd
-        for (int i = 0; i < p.HW; ++i) dxr[i] += k * grad_in(yr, dyr, i);
+        for (int i = 0; i < p.HW; ++i) {
+          const float v = k * grad_in(yr, dyr, i);
+          dxr[i] = write_dx ? v : dxr[i] + v;
+        }
       }
       continue;
     }
@@ -169,7 +172,8 @@ void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const floa
 #pragma omp simd
       for (int i = 0; i < p.HW; ++i) {
         const float xhat = (xr[i] - mean) * invstd;
-        dxr[i] += k * (grad_in(yr, dyr, i) - mean_dy - xhat * mean_dy_xhat);
+        const float v = k * (grad_in(yr, dyr, i) - mean_dy - xhat * mean_dy_xhat);
+        dxr[i] = write_dx ? v : dxr[i] + v;
       }
     }
   }

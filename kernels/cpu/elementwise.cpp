@@ -18,7 +18,12 @@ void relu_forward_cpu(int64_t n, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
+void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx, bool write) {
+  if (write) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    return;
+  }
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
 }
@@ -50,12 +55,10 @@ void add_relu_forward_cpu(int64_t n, const float* a, const float* b, float* y) {
 }
 
 // One loop per operand: da and db may be the same buffer (add_relu(x, x)).
-void add_relu_backward_cpu(int64_t n, const float* y, const float* dy, float* da, float* db) {
-  for (float* d : {da, db}) {
-    if (d == nullptr) continue;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) d[i] += y[i] > 0.0f ? dy[i] : 0.0f;
-  }
+void add_relu_backward_cpu(int64_t n, const float* y, const float* dy, float* da, float* db,
+                           bool write_a, bool write_b) {
+  if (da) relu_backward_cpu(n, y, dy, da, write_a);
+  if (db) relu_backward_cpu(n, y, dy, db, write_b);
 }
 
 void accumulate_cpu(int64_t n, const float* x, float* y) {

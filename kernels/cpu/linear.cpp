@@ -2,6 +2,7 @@
 //   x (N, IN), w (OUT, IN) (PyTorch's layout), b (OUT) optional, y (N, OUT)
 //   forward          y  = x wᵀ + b        gemm(N x IN, (OUT x IN)ᵀ)
 //   backward data    dx += dy w           gemm(N x OUT, OUT x IN), beta 1
+//                    (write_dx: dx = dy w, beta 0)
 //   backward weight  dw += dyᵀ x          gemm((N x OUT)ᵀ, N x IN), beta 1
 //                    db += Σ_n dy
 // The transposes are folded into gemm_cpu's packing, so nothing is copied
@@ -52,8 +53,9 @@ void linear_forward_cpu(const LinearParams& p, const float* x, const float* w, c
   }
 }
 
-void linear_backward_data_cpu(const LinearParams& p, const float* dy, const float* w, float* dx) {
-  gemm_cpu(gemm_params(false, false, p.N, p.IN, p.OUT, 1.0f, 1.0f), dy, w, dx);
+void linear_backward_data_cpu(const LinearParams& p, const float* dy, const float* w, float* dx,
+                              bool write_dx) {
+  gemm_cpu(gemm_params(false, false, p.N, p.IN, p.OUT, 1.0f, write_dx ? 0.0f : 1.0f), dy, w, dx);
 }
 
 void linear_backward_weight_cpu(const LinearParams& p, const float* x, const float* dy, float* dw,

@@ -41,14 +41,17 @@ void softmax_ce_forward_cpu(const CrossEntropyParams& p, const float* logits, co
 }
 
 void softmax_ce_backward_cpu(const CrossEntropyParams& p, const float* probs, const int32_t* labels,
-                             const float* dloss, float* dlogits) {
+                             const float* dloss, float* dlogits, bool write) {
   const float scale = *dloss / static_cast<float>(p.N);
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < p.N; ++n) {
     const float* pr = probs + static_cast<int64_t>(n) * p.C;
     float* d = dlogits + static_cast<int64_t>(n) * p.C;
     const int32_t label = labels[n];  // out of range: no one-hot term, no stray write
-    for (int c = 0; c < p.C; ++c) d[c] += scale * (pr[c] - (c == label ? 1.0f : 0.0f));
+    for (int c = 0; c < p.C; ++c) {
+      const float v = scale * (pr[c] - (c == label ? 1.0f : 0.0f));
+      d[c] = write ? v : d[c] + v;
+    }
   }
 }
 

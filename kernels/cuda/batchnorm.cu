@@ -233,7 +233,8 @@ __global__ void backward_dx_kernel(BatchNormParams p, bool training, const float
                                    const float* __restrict__ y, const float* __restrict__ dy,
                                    const float* __restrict__ gamma, const float* __restrict__ mean,
                                    const float* __restrict__ invstd,
-                                   const double* __restrict__ stat, float* __restrict__ dx) {
+                                   const double* __restrict__ stat, float* __restrict__ dx,
+                                   bool write) {
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.HW;
   const double m = static_cast<double>(p.N) * p.HW;
   for (int64_t i = global_tid(); i < total; i += grid_stride()) {
@@ -241,13 +242,14 @@ __global__ void backward_dx_kernel(BatchNormParams p, bool training, const float
     const float k = gamma[c] * invstd[c];
     const float g = grad_in(y, dy, static_cast<int>(i));
     if (!training) {
-      dx[i] += k * g;
+      dx[i] = write ? k * g : dx[i] + k * g;
       continue;
     }
     const float mean_dy = static_cast<float>(stat[2 * c] / m);
     const float mean_dy_xhat = static_cast<float>(stat[2 * c + 1] / m);
     const float xhat = (x[i] - mean[c]) * invstd[c];
-    dx[i] += k * (g - mean_dy - xhat * mean_dy_xhat);
+    const float v = k * (g - mean_dy - xhat * mean_dy_xhat);
+    dx[i] = write ? v : dx[i] + v;
   }
 }
 
@@ -290,7 +292,8 @@ void batch_norm_forward_eval_cuda(const BatchNormParams& p, const float* x, cons
 void batch_norm_backward_cuda(const BatchNormParams& p, bool training, const float* x,
                               const float* y, const float* dy, const float* gamma,
                               const float* save_mean, const float* save_invstd, float* dx,
-                              float* dgamma, float* dbeta, void* workspace, Stream stream) {
+                              float* dgamma, float* dbeta, void* workspace, Stream stream,
+                              bool write_dx) {
   const int chunks = chunks_for(p);
   const Workspace w = carve(p, workspace);
   const float* ymask = p.relu ? y : nullptr;
@@ -302,7 +305,7 @@ void batch_norm_backward_cuda(const BatchNormParams& p, bool training, const flo
   if (dx == nullptr) return;
   const int64_t total = static_cast<int64_t>(p.N) * p.C * p.HW;
   SN_LAUNCH("batch_norm backward_dx_kernel", backward_dx_kernel, grid_for(total), kThreads, 0,
-            stream, p, training, x, ymask, dy, gamma, save_mean, save_invstd, w.stat, dx);
+            stream, p, training, x, ymask, dy, gamma, save_mean, save_invstd, w.stat, dx, write_dx);
 }
 
 namespace {

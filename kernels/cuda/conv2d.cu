@@ -174,7 +174,8 @@ struct BackwardDataOp {
   Conv2dParams p;
   const float* dy;  // (N, K, P, Q)
   const float* w;   // (K, C, R, S)
-  float* dx;        // (N, C, H, W), accumulated into
+  float* dx;        // (N, C, H, W), accumulated into, or written when write
+  bool write;
   int RS, CRS, HW;
   int64_t CHW, KPQ;
   FastDiv by_rs, by_s, by_hw, by_w, by_stride;
@@ -219,7 +220,8 @@ struct BackwardDataOp {
     return dx + n * CHW + (j - n * HW);
   }
   __device__ void store(float* out, int m, float v) const {
-    out[static_cast<int64_t>(m) * HW] += v;
+    float& o = out[static_cast<int64_t>(m) * HW];
+    o = write ? v : o + v;
   }
   __device__ bool wants_row_sums() const { return false; }
   __device__ void store_row_sum(int, float) const {}
@@ -384,13 +386,14 @@ void conv2d_forward_cuda(const Conv2dParams& p, const float* x, const float* w, 
 }
 
 void conv2d_backward_data_cuda(const Conv2dParams& p, const float* dy, const float* w, float* dx,
-                               void* /*workspace*/, Stream stream) {
+                               void* /*workspace*/, Stream stream, bool write_dx) {
   check_sizes(p);
   const int hw = p.H * p.W, krs = p.K * p.R * p.S;
   const BackwardDataOp op{p,
                           dy,
                           w,
                           dx,
+                          write_dx,
                           p.R * p.S,
                           p.C * p.R * p.S,
                           hw,

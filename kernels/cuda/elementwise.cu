@@ -30,7 +30,11 @@ struct ReluBackward {
   const float* y;
   const float* dy;
   float* dx;
-  __device__ void operator()(int64_t i) const { dx[i] += y[i] > 0.0f ? dy[i] : 0.0f; }
+  bool write;  // dx = g (dx uninitialised), else dx += g
+  __device__ void operator()(int64_t i) const {
+    const float g = y[i] > 0.0f ? dy[i] : 0.0f;
+    dx[i] = write ? g : dx[i] + g;
+  }
 };
 // 1 / (1 + e^-x): e^-x -> inf gives 0, -> 0 gives 1; never NaN for finite x.
 struct SigmoidForward {
@@ -59,17 +63,18 @@ struct AddRelu {
     y[i] = v > 0.0f ? v : 0.0f;
   }
 };
-// da and db may be null, or one buffer (add_relu(x, x)): each thread owns
-// element i of both, so the two += run in order.
+// da and db may be null, or one buffer (add_relu(x, x), then never written
+// fresh): each thread owns element i of both, so the two += run in order.
 struct AddReluBackward {
   const float* y;
   const float* dy;
   float* da;
   float* db;
+  bool write_a, write_b;  // = instead of += (an uninitialised buffer)
   __device__ void operator()(int64_t i) const {
     const float g = y[i] > 0.0f ? dy[i] : 0.0f;
-    if (da) da[i] += g;
-    if (db) db[i] += g;
+    if (da) da[i] = write_a ? g : da[i] + g;
+    if (db) db[i] = write_b ? g : db[i] + g;
   }
 };
 struct Accumulate {
@@ -88,8 +93,9 @@ struct Fill {
 void relu_forward_cuda(int64_t n, const float* x, float* y, Stream stream) {
   launch("relu_forward", n, stream, ReluForward{x, y});
 }
-void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream) {
-  launch("relu_backward", n, stream, ReluBackward{y, dy, dx});
+void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream,
+                        bool write) {
+  launch("relu_backward", n, stream, ReluBackward{y, dy, dx, write});
 }
 void sigmoid_forward_cuda(int64_t n, const float* x, float* y, Stream stream) {
   launch("sigmoid_forward", n, stream, SigmoidForward{x, y});
@@ -104,8 +110,8 @@ void add_relu_forward_cuda(int64_t n, const float* a, const float* b, float* y, 
   launch("add_relu_forward", n, stream, AddRelu{a, b, y});
 }
 void add_relu_backward_cuda(int64_t n, const float* y, const float* dy, float* da, float* db,
-                            Stream stream) {
-  launch("add_relu_backward", n, stream, AddReluBackward{y, dy, da, db});
+                            Stream stream, bool write_a, bool write_b) {
+  launch("add_relu_backward", n, stream, AddReluBackward{y, dy, da, db, write_a, write_b});
 }
 void accumulate_cuda(int64_t n, const float* x, float* y, Stream stream) {
   launch("accumulate", n, stream, Accumulate{x, y});

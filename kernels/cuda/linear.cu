@@ -3,7 +3,7 @@
 // Every product goes through the engine's GEMM (gemm_cuda, or cuBLAS with
 // SCRATCHNET_GEMM=cublas):
 //   forward:  y = bias broadcast, then y = x Wᵀ + 1 * y (no bias: beta = 0)
-//   backward: dx += dy W;  dw += dyᵀ x;  db += column sums of dy, reduced in
+//   backward: dx += dy W (write_dx: beta 0, dx = dy W);  dw += dyᵀ x;  db += column sums of dy, reduced in
 //             a fixed order (deterministic, no atomics).
 #include "kernels/cuda/gemm_internal.h"
 #include "kernels/cuda/launch.cuh"
@@ -57,8 +57,9 @@ void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, 
 }
 
 void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
-                               Stream stream) {
-  gemm(gemm_params(false, false, p.N, p.IN, p.OUT, 1.0f, 1.0f), dy, w, dx, stream);
+                               Stream stream, bool write_dx) {
+  gemm(gemm_params(false, false, p.N, p.IN, p.OUT, 1.0f, write_dx ? 0.0f : 1.0f), dy, w, dx,
+       stream);
 }
 
 void linear_backward_weight_cuda(const LinearParams& p, const float* x, const float* dy, float* dw,

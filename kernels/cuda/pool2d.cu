@@ -5,7 +5,8 @@
 // bit-identical run to run.
 //   max forward:  the first maximum in window order wins; NaN propagates
 //                 (the CPU reference's rule); argmax = h*W + w in its plane.
-//   max backward: dx[h, w] += Σ dy[p, q] over windows with argmax[p, q] == h*W + w.
+//   max backward: dx[h, w] += Σ dy[p, q] over windows with argmax[p, q] == h*W + w
+//                 (write_dx: = instead of +=; every dx element is visited).
 //   avg:          padding counts (divide by R*S).
 //   global avg:   one block per plane, double accumulation, fixed-order tree.
 #include <cmath>
@@ -59,7 +60,8 @@ __global__ void max_forward_kernel(Pool2dParams p, const float* __restrict__ x,
 }
 
 __global__ void max_backward_kernel(Pool2dParams p, const float* __restrict__ dy,
-                                    const int32_t* __restrict__ argmax, float* __restrict__ dx) {
+                                    const int32_t* __restrict__ argmax, float* __restrict__ dx,
+                                    bool write) {
   for (int64_t idx = global_tid(); idx < total_in(p); idx += grid_stride()) {
     const int w = static_cast<int>(idx % p.W), h = static_cast<int>((idx / p.W) % p.H);
     const int64_t plane = idx / (static_cast<int64_t>(p.H) * p.W);
@@ -74,7 +76,7 @@ __global__ void max_backward_kernel(Pool2dParams p, const float* __restrict__ dy
         const int64_t o = base + oh * p.Q + ow;
         if (argmax[o] == me) sum += dy[o];
       }
-    dx[idx] += sum;
+    dx[idx] = write ? sum : dx[idx] + sum;
   }
 }
 
@@ -146,9 +148,9 @@ void max_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, in
 }
 
 void max_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, const int32_t* argmax,
-                              float* dx, Stream stream) {
+                              float* dx, Stream stream, bool write_dx) {
   SN_LAUNCH("max_pool2d max_backward_kernel", max_backward_kernel, grid_for(inputs(p)), kThreads, 0,
-            stream, p, dy, argmax, dx);
+            stream, p, dy, argmax, dx, write_dx);
 }
 
 void avg_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, Stream stream) {

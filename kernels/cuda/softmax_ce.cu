@@ -64,13 +64,14 @@ __global__ void __launch_bounds__(kCeThreads)
 __global__ void softmax_ce_backward_kernel(CrossEntropyParams p, const float* __restrict__ probs,
                                            const int32_t* __restrict__ labels,
                                            const float* __restrict__ dloss,
-                                           float* __restrict__ dlogits) {
+                                           float* __restrict__ dlogits, bool write) {
   const float scale = *dloss / static_cast<float>(p.N);
   const int64_t total = static_cast<int64_t>(p.N) * p.C;
   for (int64_t i = global_tid(); i < total; i += grid_stride()) {
     const int c = static_cast<int>(i % p.C);
     const int32_t label = labels[i / p.C];
-    dlogits[i] += scale * (probs[i] - (c == label ? 1.0f : 0.0f));
+    const float v = scale * (probs[i] - (c == label ? 1.0f : 0.0f));
+    dlogits[i] = write ? v : dlogits[i] + v;
   }
 }
 
@@ -108,10 +109,10 @@ void softmax_ce_forward_cuda(const CrossEntropyParams& p, const float* logits,
 
 void softmax_ce_backward_cuda(const CrossEntropyParams& p, const float* probs,
                               const int32_t* labels, const float* dloss, float* dlogits,
-                              Stream stream) {
+                              Stream stream, bool write) {
   const int64_t total = static_cast<int64_t>(p.N) * p.C;
   SN_LAUNCH("softmax_ce_backward_kernel", softmax_ce_backward_kernel, grid_for(total), kThreads, 0,
-            stream, p, probs, labels, dloss, dlogits);
+            stream, p, probs, labels, dloss, dlogits, write);
 }
 
 void argmax_rows_cuda(int N, int C, const float* x, int32_t* idx, Stream stream) {
