@@ -124,8 +124,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   const Device d = x.device();
   Tensor y = Tensor::empty({p.N, p.OUT}, d);
   if (d.is_cuda()) {
-    SN_GPU(k::linear_forward_cuda(p, x.data<float>(), w.data<float>(), ptr_or_null(b),
-                                  y.data<float>(), stream()));
+    SN_GPU(Tensor wsp = workspace(k::linear_workspace_bytes_cuda(p), d);
+           k::linear_forward_cuda(p, x.data<float>(), w.data<float>(), ptr_or_null(b),
+                                  y.data<float>(), wsp.data<uint8_t>(), stream()));
   } else {
     k::linear_forward_cpu(p, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
   }

@@ -2,6 +2,8 @@
 //   x (N, IN), w (OUT, IN), b (OUT) optional, y (N, OUT)
 // Backward accumulates: dx += dy W, dw += dyᵀ x, db += Σ_n dy.
 #pragma once
+#include <cstddef>
+
 #include "kernels/common.h"
 
 namespace scratchnet::kernels {
@@ -17,15 +19,18 @@ void linear_forward_cpu(const LinearParams& p, const float* x, const float* w, c
 // The forward as one plain GEMM, y = x wᵀ + b, whatever the shapes: the
 // reference that linear_forward_cpu's transposed form for small batches is
 // tested against (bit for bit: the same products summed in the same order).
-void linear_forward_cpu_plain(const LinearParams& p, const float* x, const float* w,
-                              const float* b, float* y);
+void linear_forward_cpu_plain(const LinearParams& p, const float* x, const float* w, const float* b,
+                              float* y);
 void linear_backward_data_cpu(const LinearParams& p, const float* dy, const float* w, float* dx);
 void linear_backward_weight_cpu(const LinearParams& p, const float* x, const float* dy, float* dw,
                                 float* db);
 
 #ifdef SCRATCHNET_WITH_CUDA
+// Workspace the forward needs (split-K partials; 0 when K is not split).
+std::size_t linear_workspace_bytes_cuda(const LinearParams& p);
+// relu: y = max(x wᵀ + b, 0), the ReLU in the GEMM's epilogue (linear_relu).
 void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, const float* b,
-                         float* y, Stream stream);
+                         float* y, void* workspace, Stream stream, bool relu = false);
 void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
                                Stream stream);
 void linear_backward_weight_cuda(const LinearParams& p, const float* x, const float* dy, float* dw,
