@@ -8,6 +8,14 @@
 //             (gemm_cuda_ex, kernels/cuda/split_k.h)
 //   backward: dx += dy W;  dw += dyᵀ x;  db += column sums of dy, reduced in
 //             a fixed order (deterministic, no atomics).
+// Split-K at the course's shapes (split_k.h: slices = min(264 / tiles,
+// K / 512, ...)): forward VGG-11 FC1/FC2 at batch 128 8 slices (32 -> 256
+// blocks), AlexNet FC1/FC2 at 256 4 slices (64 -> 256), the 10-class heads 8
+// (1-2 tiles); LeNet's K (<= 400) never splits. The weight gradient's K is the
+// batch (<= 256 < 2 * 512): never qualifies. The data gradient would at VGG
+// FC2 (128 x 4096, K 4096: 32 tiles) and AlexNet FC2 (64 tiles), but it takes
+// no workspace yet (its signature is being changed for write-not-accumulate
+// gradients): left for then.
 #include "kernels/cuda/gemm_internal.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/linear.h"
