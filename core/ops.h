@@ -19,10 +19,12 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
 // relu(conv2d(...)) in one op: the same values bit for bit; on CUDA the ReLU
 // runs in the convolution's epilogue, so the pre-ReLU tensor never exists.
 // Saves x, w and its output (conv2d's and relu's saves together).
-Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
-                   int pad = 0);
+Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1, int pad = 0);
 // x (N, IN), w (OUT, IN), b (OUT) or undefined -> (N, OUT)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
+// relu(linear(...)) in one op: the same values bit for bit; on CUDA the ReLU
+// (and the bias) run in the GEMM's epilogue. Saves x, w and its output.
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b);
 // (N, C, H, W) -> (N, C, P, Q); PyTorch's output size, ceil_mode=False
 Tensor max_pool2d(const Tensor& x, int kernel, int stride, int pad = 0);
 Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int pad = 0);

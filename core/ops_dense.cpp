@@ -12,6 +12,21 @@ using namespace ops_detail;
 
 namespace {
 
+// The ReLU's backward of a fused X + ReLU op: dy * (y > 0) into a fresh buffer.
+Tensor relu_masked_grad(const Tensor& gy_out, const Tensor& ys) {
+  [[maybe_unused]] const char* op = "relu backward";
+  const Device d = gy_out.device();
+  Tensor gy = Tensor::empty(gy_out.shape(), d);  // written, not accumulated
+  if (d.is_cuda()) {
+    SN_GPU(k::relu_backward_cuda(gy.numel(), ys.data<float>(), gy_out.data<float>(),
+                                 gy.data<float>(), stream(), true));
+  } else {
+    k::relu_backward_cpu(gy.numel(), ys.data<float>(), gy_out.data<float>(), gy.data<float>(),
+                         true);
+  }
+  return gy;
+}
+
 // conv2d and conv2d_relu: with `relu`, y = max(conv, 0) (the CUDA epilogue or
 // the CPU's ReLU in place) and backward first masks the output gradient with
 // y > 0, exactly as a separate relu op's backward would.
@@ -56,19 +71,7 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
              [[maybe_unused]] const char* op = "conv2d backward";
              const Tensor &xs = s[0], &ws_ = s[1];
              const Device d = gy_out.device();
-             Tensor gy = gy_out;
-             if (relu) {  // the ReLU's backward: dy * (y > 0), written to a new buffer
-               gy = Tensor::empty(gy_out.shape(), d);
-               const Tensor& ys = s[2];
-               if (d.is_cuda()) {
-                 SN_GPU(k::relu_backward_cuda(gy.numel(), ys.data<float>(),
-                                              gy_out.data<float>(), gy.data<float>(), stream(),
-                                              true));
-               } else {
-                 k::relu_backward_cpu(gy.numel(), ys.data<float>(), gy_out.data<float>(),
-                                      gy.data<float>(), true);
-               }
-             }
+             const Tensor gy = relu ? relu_masked_grad(gy_out, s[2]) : gy_out;
              if (g[0].defined()) {
                if (d.is_cuda()) {
                  SN_GPU(Tensor ws = workspace(k::conv2d_workspace_bytes_cuda(p), d);
@@ -111,8 +114,12 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, int stride
 
 // --- linear -------------------------------------------------------------------
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  [[maybe_unused]] const char* op = "linear";
+namespace {
+
+// linear and linear_relu, as conv2d_impl: with `relu`, y = max(x wᵀ + b, 0)
+// (the CUDA GEMM's epilogue or the CPU's ReLU in place) and backward first
+// masks the output gradient with y > 0, as a separate relu op's backward would.
+Tensor linear_impl(const char* op, const Tensor& x, const Tensor& w, const Tensor& b, bool relu) {
   check_dtype(op, "input", x, DType::F32);
   check_dtype(op, "weight", w, DType::F32);
   check_shape(x.ndim() == 2, op, "input of shape (N, in_features)", x);
@@ -129,20 +136,25 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   const Device d = x.device();
   Tensor y = Tensor::empty({p.N, p.OUT}, d);
   if (d.is_cuda()) {
-    SN_GPU(k::linear_forward_cuda(p, x.data<float>(), w.data<float>(), ptr_or_null(b),
-                                  y.data<float>(), stream()));
+    SN_GPU(Tensor wsp = workspace(k::linear_workspace_bytes_cuda(p), d);
+           k::linear_forward_cuda(p, x.data<float>(), w.data<float>(), ptr_or_null(b),
+                                  y.data<float>(), wsp.data<uint8_t>(), stream(), relu));
   } else {
     k::linear_forward_cpu(p, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
+    if (relu) k::relu_forward_cpu(y.numel(), y.data<float>(), y.data<float>());
   }
   if (needs_grad({&x, &w, &b})) {
-    // A fresh input gradient is written (GEMM beta 0).
-    record_writing(y, op, {x, w, b}, {x.detach(), w.detach()},
-           [p, has_bias = b.defined()](const Tensor& gy, const std::vector<Tensor>& g,
-                                       const std::vector<Tensor>& s,
-                                       const std::vector<bool>& fresh) {
+    // The input gradient, when fresh, is written (GEMM beta 0).
+    std::vector<Tensor> saved{x.detach(), w.detach()};
+    if (relu) saved.push_back(y.detach());  // the ReLU's mask
+    record_writing(y, op, {x, w, b}, std::move(saved),
+           [p, has_bias = b.defined(), relu](const Tensor& gy_out, const std::vector<Tensor>& g,
+                                             const std::vector<Tensor>& s,
+                                             const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "linear backward";
              const Tensor &xs = s[0], &ws = s[1];
-             const bool gpu = gy.is_cuda();
+             const bool gpu = gy_out.is_cuda();
+             const Tensor gy = relu ? relu_masked_grad(gy_out, s[2]) : gy_out;
              if (g[0].defined()) {
                if (gpu) {
                  SN_GPU(k::linear_backward_data_cuda(p, gy.data<float>(), ws.data<float>(),
@@ -166,6 +178,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
            });
   }
   return y;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  return linear_impl("linear", x, w, b, false);
+}
+
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b) {
+  return linear_impl("linear_relu", x, w, b, true);
 }
 
 }  // namespace scratchnet

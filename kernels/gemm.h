@@ -60,6 +60,16 @@ double cpu_fma_loop(const std::string& variant, int64_t iters);
 
 #ifdef SCRATCHNET_WITH_CUDA
 void gemm_cuda(const GemmParams& p, const float* A, const float* B, float* C, Stream stream);
+// C = act(alpha op(A) op(B) + beta C + bias) for one GEMM: bias (N) per
+// output column or null, act = ReLU when `relu`, applied as C is stored.
+// Skinny GEMMs (few output tiles, long K) split K (kernels/cuda/split_k.h),
+// their partial products in `workspace`, gemm_cuda_workspace_bytes(p) bytes
+// (0 when no split: workspace may then be null). Deterministic.
+std::size_t gemm_cuda_workspace_bytes(const GemmParams& p);
+void gemm_cuda_ex(const GemmParams& p, const float* A, const float* B, float* C, const float* bias,
+                  bool relu, void* workspace, Stream stream);
+// Tests only: force gemm_cuda_ex's split-K slice count (1: no split; 0: the rule).
+void gemm_cuda_force_split_for_testing(int split);
 void gemm_cublas(const GemmParams& p, const float* A, const float* B, float* C, Stream stream,
                  bool allow_tf32 = false);
 // true when SCRATCHNET_GEMM=cublas is set: the engine's GEMMs go to cuBLAS.

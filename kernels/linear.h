@@ -3,6 +3,8 @@
 // Backward accumulates: dx += dy W, dw += dyᵀ x, db += Σ_n dy; with write_dx,
 // dx = dy W (dx uninitialised: GEMM beta 0; see core/autograd.h).
 #pragma once
+#include <cstddef>
+
 #include "kernels/common.h"
 
 namespace scratchnet::kernels {
@@ -26,8 +28,11 @@ void linear_backward_weight_cpu(const LinearParams& p, const float* x, const flo
                                 float* db);
 
 #ifdef SCRATCHNET_WITH_CUDA
+// Workspace the forward needs (split-K partials; 0 when K is not split).
+std::size_t linear_workspace_bytes_cuda(const LinearParams& p);
+// relu: y = max(x wᵀ + b, 0), the ReLU in the GEMM's epilogue (linear_relu).
 void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, const float* b,
-                         float* y, Stream stream);
+                         float* y, void* workspace, Stream stream, bool relu = false);
 void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
                                Stream stream, bool write_dx = false);
 void linear_backward_weight_cuda(const LinearParams& p, const float* x, const float* dy, float* dw,

@@ -43,6 +43,8 @@ class Linear : public Module {
  public:
   Linear(Generator& gen, int in_features, int out_features, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  // forward followed by a ReLU, as one op (linear_relu): the fusion pass's.
+  Tensor forward_relu(const Tensor& x);
   std::string describe() const override;
   Shape output_shape(const Shape& in) const override;
 

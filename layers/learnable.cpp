@@ -98,6 +98,10 @@ Tensor Linear::forward(const Tensor& x) {
   return linear(x, weight_, bias_);
 }
 
+Tensor Linear::forward_relu(const Tensor& x) {
+  return linear_relu(x, weight_, bias_);
+}
+
 std::string Linear::describe() const {
   return "Linear(in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
          ", bias=" + (bias_.defined() ? "True" : "False") + ")";

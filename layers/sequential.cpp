@@ -9,9 +9,10 @@ void Chain::plan_fusion() {
   fuse_with_next_.assign(c.size(), false);
   for (std::size_t i = 0; i + 1 < c.size(); ++i) {
     const Module* m = c[i].second.get();
-    fuse_with_next_[i] = (dynamic_cast<const BatchNorm*>(m) != nullptr ||
-                          dynamic_cast<const Conv2d*>(m) != nullptr) &&
-                         dynamic_cast<const ReLU*>(c[i + 1].second.get()) != nullptr;
+    fuse_with_next_[i] =
+        (dynamic_cast<const BatchNorm*>(m) != nullptr ||
+         dynamic_cast<const Conv2d*>(m) != nullptr || dynamic_cast<const Linear*>(m) != nullptr) &&
+        dynamic_cast<const ReLU*>(c[i + 1].second.get()) != nullptr;
   }
 }
 
@@ -24,6 +25,8 @@ Tensor Chain::forward(const Tensor& x) {
       Module& m = *c[i].second;
       if (auto* conv = dynamic_cast<Conv2d*>(&m))
         y = conv->forward_relu(y);
+      else if (auto* fc = dynamic_cast<Linear*>(&m))
+        y = fc->forward_relu(y);
       else
         y = static_cast<BatchNorm&>(m).forward_relu(y);
       ++i;

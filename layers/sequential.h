@@ -4,11 +4,11 @@
 //     hand-written modules (AlexNet's conv1, rl1, ...; VGG_block's conv0,
 //     relu0, ..., max_pool) whose forward is exactly that chain.
 //   Sequential: nn.Sequential, children named "0", "1", ...
-// Fusion pass: as children are added, a BatchNorm or a Conv2d directly
+// Fusion pass: as children are added, a BatchNorm, Conv2d or Linear directly
 // followed by a ReLU is marked as a pair that forward runs as one op
-// (BatchNorm::forward_relu, Conv2d::forward_relu: on CUDA the ReLU runs in the
-// convolution's epilogue) while fusion is on (Module::set_fusion); both
-// children stay registered.
+// (BatchNorm::forward_relu, Conv2d::forward_relu, Linear::forward_relu: on
+// CUDA the ReLU runs in the convolution's or the GEMM's epilogue) while
+// fusion is on (Module::set_fusion); both children stay registered.
 #pragma once
 #include <memory>
 #include <string>

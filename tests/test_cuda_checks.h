@@ -33,6 +33,11 @@ inline Tensor workspace_for(const k::Conv2dParams& p) {
   return Tensor::empty({std::max<int64_t>(bytes, 1)}, gpu(), DType::U8);
 }
 
+inline Tensor workspace_for(const k::LinearParams& p) {
+  const auto bytes = static_cast<int64_t>(k::linear_workspace_bytes_cuda(p));
+  return Tensor::empty({std::max<int64_t>(bytes, 1)}, gpu(), DType::U8);
+}
+
 // Forward (output poisoned first), data gradient and weight + bias gradient
 // (accumulated into existing values) of one conv2d shape.
 inline void check_conv(const k::Conv2dParams& p, bool bias, uint64_t seed, Data data) {
@@ -108,8 +113,9 @@ inline void check_linear_exact(const k::LinearParams& p, uint64_t seed) {
   Pair x = exact_pair({p.N, p.IN}, seed), w = exact_pair({p.OUT, p.IN}, seed + 1);
   Pair b = exact_pair({p.OUT}, seed + 2);
   Tensor y = poisoned({p.N, p.OUT}), yc = Tensor::zeros({p.N, p.OUT});
+  Tensor ws = workspace_for(p);
   k::linear_forward_cuda(p, x.gpu.data<float>(), w.gpu.data<float>(), b.gpu.data<float>(),
-                         y.data<float>(), s);
+                         y.data<float>(), ws.data<uint8_t>(), s);
   k::linear_forward_cpu(p, x.cpu.data<float>(), w.cpu.data<float>(), b.cpu.data<float>(),
                         yc.data<float>());
   require_exact(y, yc, "y");

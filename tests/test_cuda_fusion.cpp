@@ -6,16 +6,18 @@
 // both sides: equal. y, dx: rule 3 with m as in test_cuda_ops.cpp's batch
 // norm case (the ReLU clamps, it adds no rounding). Backward takes the CPU's
 // y on both devices, so both apply the same mask. add_relu: one float add
-// and a clamp, then += of a selected dy: exact.
+// and a clamp, then += of a selected dy: exact. linear_relu: see its case.
 #ifdef SCRATCHNET_WITH_CUDA
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/cuda.h"
 #include "core/ops.h"
 #include "kernels/batchnorm.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm.h"
 #include "test_cuda_helpers.h"
 
 using namespace scratchnet;
@@ -188,5 +190,63 @@ TEST_CASE("conv2d_relu op (the ReLU in the conv's epilogue) equals the CPU's exa
   require_exact(x.gpu.grad(), x.cpu.grad(), "dx");
   require_exact(w.gpu.grad(), w.cpu.grad(), "dw");
   require_exact(b.gpu.grad(), b.cpu.grad(), "db");
+}
+
+TEST_CASE("linear_relu op (bias and ReLU in the GEMM's epilogue) matches the CPU",
+          "[cuda][fusion][linear]") {
+  // Integer data (rule 1): the sums are exact on both devices, whatever the
+  // split of K, so the ReLU sees the same values and y, dx, dw, db must be
+  // equal bit for bit. Uniform data: y against the fp64 reference (rule 2,
+  // L = IN + 1 with the bias; the ReLU clamps the reference, adding no
+  // rounding). Shapes: batch 1 and 3 of a classifier layer scaled down, the
+  // second long enough in K for split-K (kernels/cuda/split_k.h), no bias.
+  struct Case {
+    int N, IN, OUT;
+    bool bias;
+  };
+  uint64_t seed = 320;
+  for (const Case& c :
+       std::vector<Case>{{1, 300, 40, true}, {3, 1568, 64, true}, {7, 33, 10, false}}) {
+    INFO("linear_relu N=" << c.N << " in=" << c.IN << " out=" << c.OUT << " bias=" << c.bias);
+    seed += 10;
+    Pair x = exact_pair({c.N, c.IN}, seed), w = exact_pair({c.OUT, c.IN}, seed + 1);
+    Pair b = exact_pair({c.OUT}, seed + 2);
+    for (Pair* p : {&x, &w, &b}) {
+      p->cpu.set_requires_grad(true);
+      p->gpu.set_requires_grad(true);
+    }
+    Tensor yc = linear_relu(x.cpu, w.cpu, c.bias ? b.cpu : Tensor());
+    Tensor yg = linear_relu(x.gpu, w.gpu, c.bias ? b.gpu : Tensor());
+    REQUIRE(yg.is_cuda());
+    CHECK(std::string(yg.grad_fn()->name) == "linear_relu");
+    require_exact(yg, yc, "y");
+    const std::vector<float> yv = yc.to_vector();
+    CHECK(std::count(yv.begin(), yv.end(), 0.0f) > 0);  // the ReLU cut something
+    Tensor g = exact_tensor(yc.shape(), seed + 3);
+    yc.backward(g);
+    yg.backward(g.to(gpu()));
+    require_exact(x.gpu.grad(), x.cpu.grad(), "dx");
+    require_exact(w.gpu.grad(), w.cpu.grad(), "dw");
+    if (c.bias) require_exact(b.gpu.grad(), b.cpu.grad(), "db");
+
+    Pair xr = random_pair({c.N, c.IN}, seed + 4), wr = random_pair({c.OUT, c.IN}, seed + 5);
+    Pair br = random_pair({c.OUT}, seed + 6);
+    Tensor yr = linear_relu(xr.gpu, wr.gpu, c.bias ? br.gpu : Tensor());
+    // The reference: the bias as one more column of x against a column of w.
+    std::vector<float> xa, wa;
+    const auto xv = xr.cpu.to_vector(), wv = wr.cpu.to_vector(), bv = br.cpu.to_vector();
+    for (int n = 0; n < c.N; ++n) {
+      xa.insert(xa.end(), xv.begin() + int64_t{n} * c.IN, xv.begin() + int64_t{n + 1} * c.IN);
+      xa.push_back(c.bias ? 1.0f : 0.0f);
+    }
+    for (int o = 0; o < c.OUT; ++o) {
+      wa.insert(wa.end(), wv.begin() + int64_t{o} * c.IN, wv.begin() + int64_t{o + 1} * c.IN);
+      wa.push_back(bv[o]);
+    }
+    Ref64 ref = gemm_ref64(k::gemm_params(false, true, c.N, c.OUT, c.IN + 1), xa.data(), wa.data(),
+                           nullptr);
+    for (double& v : ref.value) v = std::max(v, 0.0);
+    require_ref64(yr, ref, c.IN + c.bias, "y (fp64 reference)");
+  }
 }
 #endif  // SCRATCHNET_WITH_CUDA

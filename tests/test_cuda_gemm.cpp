@@ -4,6 +4,7 @@
 // uniform data, compared with the fp64 reference (rule 2) with L = K, plus 1
 // when beta != 0 (the scaled C is one more term).
 #ifdef SCRATCHNET_WITH_CUDA
+#include <algorithm>
 #include <cstdint>
 #include <tuple>
 #include <vector>
@@ -148,6 +149,130 @@ TEST_CASE("gemm_cuda is bit-identical run to run", "[cuda][gemm]") {
 
 namespace {
 
+// Forces gemm_cuda_ex's split-K slice count for one scope (0: the rule).
+struct ForceSplit {
+  explicit ForceSplit(int split) { k::gemm_cuda_force_split_for_testing(split); }
+  ~ForceSplit() { k::gemm_cuda_force_split_for_testing(0); }
+};
+
+// The split gemm_cuda_ex takes for C = op(A) op(B) of this shape: its
+// workspace holds one M x N partial per slice.
+int64_t split_of(int M, int N, int K) {
+  const auto p = k::gemm_params(false, true, M, N, K);
+  return static_cast<int64_t>(k::gemm_cuda_workspace_bytes(p)) / (int64_t{M} * N * 4);
+}
+
+// gemm_cuda_ex (linear's forward product, A (M, K), B (N, K) transposed) with
+// bias and ReLU against the CPU: exact data bit for bit (rule 1); uniform
+// data against the fp64 reference (rule 2) with L = K + (bias) + (beta), the
+// bias and the scaled C being one more term each; the ReLU clamps the
+// reference (|max(a, 0) - max(r, 0)| <= |a - r|, no new rounding).
+void check_gemm_ex(int M, int N, int K, float alpha, float beta, bool bias, bool relu,
+                   uint64_t seed, Data data) {
+  INFO("gemm_cuda_ex M=" << M << " N=" << N << " K=" << K << " alpha=" << alpha << " beta=" << beta
+                         << " bias=" << bias << " relu=" << relu << " split " << split_of(M, N, K)
+                         << (data == Data::Exact ? " (exact data)" : " (fp64 reference)"));
+  REQUIRE((!bias || alpha == 1.0f));
+  const auto p = k::gemm_params(false, true, M, N, K, alpha, beta);
+  auto make = [&](const Shape& shape, uint64_t sd) {
+    return data == Data::Exact ? exact_pair(shape, sd) : random_pair(shape, sd);
+  };
+  Pair A = make({M, K}, seed), B = make({N, K}, seed + 1), C = make({M, N}, seed + 2);
+  Pair b = make({N}, seed + 3);
+  Tensor c_gpu = beta == 0.0f ? poisoned({M, N}) : C.gpu;  // beta = 0 must never read C
+  Tensor ws =
+      Tensor::empty({std::max<int64_t>(static_cast<int64_t>(k::gemm_cuda_workspace_bytes(p)), 1)},
+                    gpu(), DType::U8);
+  k::gemm_cuda_ex(p, A.gpu.data<float>(), B.gpu.data<float>(), c_gpu.data<float>(),
+                  bias ? b.gpu.data<float>() : nullptr, relu, ws.data<uint8_t>(), cuda::stream());
+  // CPU: C = alpha A Bᵀ + beta C, then + bias, then ReLU (as linear_relu on the CPU).
+  const Tensor c0 = C.cpu.clone();
+  k::gemm_cpu(p, A.cpu.data<float>(), B.cpu.data<float>(), C.cpu.data<float>());
+  std::vector<float> want = C.cpu.to_vector();
+  const std::vector<float> bv = b.cpu.to_vector();
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (bias) want[i] += bv[i % N];
+    if (relu) want[i] = std::max(want[i], 0.0f);
+  }
+  if (data == Data::Exact) {
+    require_exact(c_gpu.to_vector(), want, "C");
+    return;
+  }
+  // The reference: bias as one more column of A against a column of ones in B.
+  std::vector<float> a1, b1;
+  const std::vector<float> av = A.cpu.to_vector(), bmat = B.cpu.to_vector();
+  for (int m = 0; m < M; ++m) {
+    a1.insert(a1.end(), av.begin() + int64_t{m} * K, av.begin() + int64_t{m + 1} * K);
+    a1.push_back(bias ? 1.0f : 0.0f);  // alpha is 1 whenever bias is set (below)
+  }
+  for (int n = 0; n < N; ++n) {
+    b1.insert(b1.end(), bmat.begin() + int64_t{n} * K, bmat.begin() + int64_t{n + 1} * K);
+    b1.push_back(bv[n]);
+  }
+  Ref64 ref = gemm_ref64(k::gemm_params(false, true, M, N, K + 1, alpha, beta), a1.data(),
+                         b1.data(), c0.data<float>());
+  if (relu)
+    for (double& v : ref.value) v = std::max(v, 0.0);
+  require_ref64(c_gpu, ref, K + bias + (beta != 0.0f), "C");
+}
+
+}  // namespace
+
+// The course's linear layers (AlexNet 9216 -> 4096 -> 4096 -> 10 at batch
+// 256, VGG-11 25088 -> 4096 -> 4096 -> 10 at batch 128, LeNet 400 -> 120 ->
+// 84 -> 10 at batch 256): the split the rule takes (kernels/cuda/split_k.h).
+TEST_CASE("gemm_cuda_ex splits K where the output tiles leave the GPU idle", "[cuda][gemm]") {
+  CHECK(split_of(128, 4096, 25088) == 8);  // VGG FC1: 32 tiles -> 256 blocks
+  CHECK(split_of(128, 4096, 4096) == 8);   // VGG FC2
+  CHECK(split_of(128, 10, 4096) == 8);     // VGG FC3: 1 tile -> 8 blocks
+  CHECK(split_of(256, 4096, 9216) == 4);   // AlexNet FC1: 64 tiles -> 256 blocks
+  CHECK(split_of(256, 4096, 4096) == 4);   // AlexNet FC2
+  CHECK(split_of(256, 10, 4096) == 8);     // AlexNet FC3: 2 tiles -> 16 blocks
+  CHECK(split_of(256, 120, 400) == 0);     // LeNet: K too short to split
+  CHECK(split_of(256, 84, 120) == 0);
+  CHECK(split_of(256, 10, 84) == 0);
+  CHECK(split_of(2048, 4096, 25088) == 0);  // 512 tiles fill the GPU already
+  CHECK(split_of(1, 4096, 25088) == 8);     // batch 1 (predict)
+}
+
+TEST_CASE("gemm_cuda_ex: bias + ReLU epilogue and split-K match the CPU", "[cuda][gemm]") {
+  // Linear shapes of the course scaled down (batch 1 and 3, a K long enough
+  // for the rule to split, an edge tile), each with the rule, split-K off,
+  // and uneven forced splits (the last slice shorter).
+  const std::vector<std::tuple<int, int, int>> shapes = {
+      {1, 40, 2304}, {3, 64, 1568}, {3, 10, 1024}, {130, 24, 600}, {5, 12, 100}, {1, 1, 1}};
+  uint64_t seed = 900;
+  for (auto [M, N, K] : shapes)
+    for (int split : {0, 1, 3, 7}) {
+      ForceSplit force(split);
+      for (Data data : {Data::Exact, Data::Fp64}) {
+        check_gemm_ex(M, N, K, 1.0f, 0.0f, true, true, seed += 4, data);
+        check_gemm_ex(M, N, K, 1.0f, 0.0f, true, false, seed += 4, data);
+        check_gemm_ex(M, N, K, 0.75f, 0.5f, false, true, seed += 4, data);
+      }
+    }
+  CHECK(split_of(3, 64, 1568) == 3);  // the rule engages at the second shape
+}
+
+TEST_CASE("split-K gemm_cuda_ex is bit-identical run to run", "[cuda][gemm]") {
+  const int M = 3, N = 64, K = 1568;
+  const auto p = k::gemm_params(false, true, M, N, K);
+  REQUIRE(split_of(M, N, K) > 1);
+  Pair A = random_pair({M, K}, 41), B = random_pair({N, K}, 42), b = random_pair({N}, 43);
+  Tensor ws =
+      Tensor::empty({static_cast<int64_t>(k::gemm_cuda_workspace_bytes(p))}, gpu(), DType::U8);
+  Tensor c = poisoned({M, N});
+  auto run = [&] {
+    k::gemm_cuda_ex(p, A.gpu.data<float>(), B.gpu.data<float>(), c.data<float>(),
+                    b.gpu.data<float>(), true, ws.data<uint8_t>(), cuda::stream());
+    return c.to_vector();
+  };
+  const auto first = run();
+  CHECK(bit_identical(first, run()));
+}
+
+namespace {
+
 // linear through the ops API with autograd on both devices: y, then dx, dw,
 // db after one backward (into fresh zero gradients).
 void check_linear(int N, int IN, int OUT, bool bias, uint64_t seed, Data data) {
@@ -203,7 +328,8 @@ void check_linear(int N, int IN, int OUT, bool bias, uint64_t seed, Data data) {
 }  // namespace
 
 TEST_CASE("linear on CUDA matches the CPU: output and every gradient", "[cuda][linear]") {
-  std::vector<std::tuple<int, int, int>> shapes = {{1, 1, 1}, {7, 33, 10}, {5, 129, 131}};
+  std::vector<std::tuple<int, int, int>> shapes = {
+      {1, 1, 1}, {7, 33, 10}, {5, 129, 131}, {3, 1568, 64}};  // the last splits K
   if (!small()) {
     shapes.push_back({256, 784, 120});
     shapes.push_back({1000, 400, 10});

@@ -7,8 +7,9 @@
 // of the kink skipped). The fusion pass (Chain, Residual) must leave names,
 // state_dict and summary alone and give the unfused model's results exactly:
 // a ResNet-18 training step with fusion on and off, same loss, logits,
-// gradients, running statistics and saved-activation bytes; conv2d_relu
-// (VGG's and AlexNet's Conv2d + ReLU) likewise, and a VGG-11 step.
+// gradients, running statistics and saved-activation bytes; conv2d_relu and
+// linear_relu (VGG's and AlexNet's Conv2d + ReLU, and their classifiers'
+// Linear + ReLU) likewise, and VGG-11 and AlexNet steps.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -102,6 +103,36 @@ TEST_CASE("batch_norm_relu saves what relu(batch_norm) saves, no more", "[fusion
   CHECK(saved_memory(yb).storages == saved_memory(ya).storages);
 }
 
+namespace {
+
+// A weighted op with a fused ReLU against relu(op): `fused(x, w, b)` and
+// `plain(x, w, b)` run on clones of the same leaves; y, the saved bytes and
+// every gradient must be equal bit for bit, and the ReLU must cut some values.
+template <class Fused, class Plain>
+void require_fused_same(const Tensor& x, const Tensor& w, const Tensor& b, uint64_t seed,
+                        Fused fused, Plain plain) {
+  auto leaf = [](const Tensor& t) {
+    return t.defined() ? t.detach().clone().set_requires_grad(true) : Tensor();
+  };
+  Tensor xa = leaf(x), wa = leaf(w), ba = leaf(b), xb = leaf(x), wb = leaf(w), bb = leaf(b);
+  Tensor ya = relu(plain(xa, wa, ba));
+  Tensor yb = fused(xb, wb, bb);
+  require_same(yb, ya, "y");
+  const std::vector<float> yv = yb.to_vector();
+  const auto zeros = std::count(yv.begin(), yv.end(), 0.0f);
+  CHECK(zeros > 0);  // the ReLU mask matters in this case
+  CHECK(zeros < static_cast<long>(yv.size()));
+  CHECK(saved_memory(yb).bytes == saved_memory(ya).bytes);
+  Tensor g = random_tensor(ya.shape(), seed);
+  ya.backward(g);
+  yb.backward(g);
+  require_same(xb.grad(), xa.grad(), "dx");
+  require_same(wb.grad(), wa.grad(), "dw");
+  if (b.defined()) require_same(bb.grad(), ba.grad(), "db");
+}
+
+}  // namespace
+
 TEST_CASE("conv2d_relu equals relu(conv2d) bit for bit, forward and backward", "[fusion][conv2d]") {
   struct Case {
     Shape xs, ws;
@@ -116,26 +147,43 @@ TEST_CASE("conv2d_relu equals relu(conv2d) bit for bit, forward and backward", "
   for (const auto& c : cases) {
     INFO("x " << shape_str(c.xs) << " w " << shape_str(c.ws));
     seed += 10;
-    Tensor x = random_tensor(c.xs, seed).set_requires_grad(true);
-    Tensor w = random_tensor(c.ws, seed + 1).set_requires_grad(true);
-    Tensor b = c.bias ? random_tensor({c.ws[0]}, seed + 2).set_requires_grad(true) : Tensor();
-    Tensor x2 = x.detach().clone().set_requires_grad(true);
-    Tensor w2 = w.detach().clone().set_requires_grad(true);
-    Tensor b2 = c.bias ? b.detach().clone().set_requires_grad(true) : Tensor();
-    Tensor ya = relu(conv2d(x, w, b, c.stride, c.pad));
-    Tensor yb = conv2d_relu(x2, w2, b2, c.stride, c.pad);
-    require_same(yb, ya, "y");
-    const std::vector<float> yv = yb.to_vector();
-    const auto zeros = std::count(yv.begin(), yv.end(), 0.0f);
-    CHECK(zeros > 0);  // the ReLU mask matters in this case
-    CHECK(zeros < static_cast<long>(yv.size()));
-    CHECK(saved_memory(yb).bytes == saved_memory(ya).bytes);
-    Tensor g = random_tensor(ya.shape(), seed + 3);
-    ya.backward(g);
-    yb.backward(g);
-    require_same(x2.grad(), x.grad(), "dx");
-    require_same(w2.grad(), w.grad(), "dw");
-    if (c.bias) require_same(b2.grad(), b.grad(), "db");
+    const Tensor x = random_tensor(c.xs, seed), w = random_tensor(c.ws, seed + 1);
+    const Tensor b = c.bias ? random_tensor({c.ws[0]}, seed + 2) : Tensor();
+    require_fused_same(
+        x, w, b, seed + 3,
+        [&](const Tensor& x_, const Tensor& w_, const Tensor& b_) {
+          return conv2d_relu(x_, w_, b_, c.stride, c.pad);
+        },
+        [&](const Tensor& x_, const Tensor& w_, const Tensor& b_) {
+          return conv2d(x_, w_, b_, c.stride, c.pad);
+        });
+  }
+}
+
+TEST_CASE("linear_relu equals relu(linear) bit for bit, forward and backward", "[fusion][linear]") {
+  struct Case {
+    int N, IN, OUT;
+    bool bias;
+  };
+  // An AlexNet / VGG classifier layer scaled down at batch 1 and 3 (the CPU's
+  // transposed small-batch form), a LeNet layer at a larger batch, no bias.
+  const std::vector<Case> cases = {
+      {1, 144, 64, true}, {3, 392, 64, true}, {40, 400, 120, true}, {5, 33, 17, false}};
+  uint64_t seed = 7700;
+  for (const auto& c : cases) {
+    INFO("linear N=" << c.N << " in=" << c.IN << " out=" << c.OUT << " bias=" << c.bias);
+    seed += 10;
+    const Tensor x = random_tensor({c.N, c.IN}, seed);
+    const Tensor w = random_tensor({c.OUT, c.IN}, seed + 1, -0.1f, 0.1f);
+    const Tensor b = c.bias ? random_tensor({c.OUT}, seed + 2) : Tensor();
+    require_fused_same(
+        x, w, b, seed + 3,
+        [](const Tensor& x_, const Tensor& w_, const Tensor& b_) {
+          Tensor y = linear_relu(x_, w_, b_);
+          CHECK(std::string(y.grad_fn()->name) == "linear_relu");
+          return y;
+        },
+        [](const Tensor& x_, const Tensor& w_, const Tensor& b_) { return linear(x_, w_, b_); });
   }
 }
 
@@ -209,6 +257,32 @@ TEST_CASE("the fusion pass keeps a Sequential's names, summary and results", "[f
     CHECK(std::string(yf.grad_fn()->name) == "conv2d_relu");
     CHECK(std::string(yp.grad_fn()->name) == "relu");
     require_same(yf, yp, "conv + ReLU output");
+  }
+  {  // A Linear followed by a ReLU (the AlexNet / VGG classifiers): linear_relu.
+    Generator g1(36), g2(36);  // outlive the models (Dropout keeps a reference)
+    auto fc_relu = [](Generator& g) {
+      auto seq = std::make_shared<Sequential>();
+      seq->add(std::make_shared<Linear>(g, 12, 9));
+      seq->add(std::make_shared<ReLU>());
+      seq->add(std::make_shared<Dropout>(0.5f, g));
+      return seq;
+    };
+    auto ff = fc_relu(g1), fp = fc_relu(g2);
+    fp->set_fusion(false);
+    ff->eval();
+    fp->eval();
+    Tensor x = random_tensor({4, 12}, 37).set_requires_grad(true);
+    Tensor yf = (*ff)(x), yp = (*fp)(x);
+    CHECK(std::string(yf.grad_fn()->name) == "linear_relu");
+    CHECK(std::string(yp.grad_fn()->name) == "relu");
+    require_same(yf, yp, "linear + ReLU output");
+    const auto sf = ff->state_dict(), sp = fp->state_dict();
+    REQUIRE(sf.size() == sp.size());
+    for (std::size_t i = 0; i < sf.size(); ++i) CHECK(sf[i].name == sp[i].name);
+    const auto inf = summarize(*ff, {4, 12}), inp = summarize(*fp, {4, 12});
+    REQUIRE(inf.size() == 3);  // Linear, ReLU and Dropout all listed
+    REQUIRE(inp.size() == 3);
+    for (std::size_t i = 0; i < inf.size(); ++i) CHECK(inf[i].description == inp[i].description);
   }
   auto fused = build(), plain = build();
   plain->set_fusion(false);
@@ -320,4 +394,11 @@ TEST_CASE("VGG-11 (width / 16) trains bit for bit the same with fusion on and of
   // Every Conv2d + ReLU runs as conv2d_relu when fused (and dropout draws the
   // same masks: each model has its own generator, seeded alike).
   require_same_steps(model_steps("vgg11", 224, 16, true), model_steps("vgg11", 224, 16, false));
+}
+
+TEST_CASE("AlexNet (195 px) trains bit for bit the same with fusion on and off",
+          "[fusion][models]") {
+  // Conv2d + ReLU as conv2d_relu, the classifier's Linear + ReLU (linear1 +
+  // rl6, linear2 + rl7) as linear_relu.
+  require_same_steps(model_steps("alexnet", 195, 1, true), model_steps("alexnet", 195, 1, false));
 }

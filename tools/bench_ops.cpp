@@ -87,12 +87,16 @@ Case linear_case(const k::LinearParams& p, Device d, uint64_t seed) {
   float *x = a.random(nx, seed), *w = a.random(nw, seed + 1), *b = a.random(p.OUT, seed + 2);
   float *y = a.zeros(ny), *dy = a.random(ny, seed + 3), *dx = a.zeros(nx);
   float *dw = a.zeros(nw), *db = a.zeros(p.OUT);
+  [[maybe_unused]] void* ws = nullptr;
+#ifdef SCRATCHNET_WITH_CUDA
+  if (d.is_cuda()) ws = a.bytes(k::linear_workspace_bytes_cuda(p));
+#endif
   const double flops = 2.0 * double(p.N) * p.IN * p.OUT;
   const auto g = linear_gemms(p);
   Pass fwd{"fwd", flops, F * double(nx + nw + ny), nullptr, {{y, ny}}, p.IN, true, g[0]};
   fwd.run = [=] {
     SN_BENCH_CALL(d, k::linear_forward_cpu(p, x, w, b, y),
-                  k::linear_forward_cuda(p, x, w, b, y, st));
+                  k::linear_forward_cuda(p, x, w, b, y, ws, st));
   };
   Pass bd{"bwd_data", flops, F * double(ny + nw + 2 * nx), nullptr, {{dx, nx}}, p.OUT, true, g[1]};
   bd.run = [=] {

@@ -52,6 +52,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/cuda/conv2d_igemm.cuh"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/split_k.h"
 
 namespace scratchnet::kernels {
 
@@ -59,13 +60,9 @@ namespace {
 
 using namespace cudadetail;
 
-constexpr int64_t kSplitBudgetFloats = (64LL << 20) / 4;  // split-K partial products
-constexpr int kMaxSplit = 128;
-constexpr int kMinSliceTerms = 512;
-// Blocks a GEMM aims for: 2 per SM of a 132-SM H100/H200. A constant, not the
-// device's SM count, so tile and split choices (and so the bits of dW) are the
-// same on every GPU.
-constexpr int kTargetBlocks = 264;
+// kTargetBlocks (kernels/cuda/split_k.h) also steers the tile choice: a
+// constant, not the device's SM count, so tile and split choices (and so the
+// bits of dW) are the same on every GPU.
 
 // Tests only: force one tile shape (BM * 1000 + BN; 0: the rule).
 std::atomic<int> forced_tile{0};
@@ -94,21 +91,11 @@ void check_sizes(const Conv2dParams& p) {
           "conv2d", "a CUDA conv2d dimension exceeds 2^31 elements");
 }
 
-// Split-K plan of the weight gradient.
-struct WgradSplit {
-  int split;  // slices (1: none)
-  int slice;  // reduction terms per slice (a multiple of kIgemmBK)
-};
-
-WgradSplit wgrad_split(const Conv2dParams& p, Conv2dTile t) {
+// Split-K plan of the weight gradient (the rule of kernels/cuda/split_k.h).
+SplitK wgrad_split(const Conv2dParams& p, Conv2dTile t) {
   const int64_t len = int64_t(p.N) * p.P * p.Q, crs = int64_t(p.C) * p.R * p.S;
   const int64_t tiles = ceil_div(p.K, t.bm) * ceil_div(crs, t.bn);
-  const int64_t per_slice = crs * p.K + p.K;  // dW and db partials
-  int64_t split = std::clamp<int64_t>(kTargetBlocks / tiles, 1, kMaxSplit);
-  split = std::min(split, std::max<int64_t>(1, len / kMinSliceTerms));
-  split = std::min(split, std::max<int64_t>(1, kSplitBudgetFloats / per_slice));
-  const int64_t slice = ceil_div(ceil_div(len, split), kIgemmBK) * kIgemmBK;
-  return {static_cast<int>(ceil_div(len, slice)), static_cast<int>(slice)};
+  return split_k_plan(tiles, len, crs * p.K + p.K /* dW and db partials */, kIgemmBK);
 }
 
 // Element (m, kr) of A and (kr, n) of B for each pass, and its epilogue; see
@@ -351,7 +338,7 @@ Conv2dCudaPlan conv2d_cuda_plan(const Conv2dParams& p) {
   pl.forward = tile_for(p.K, int64_t(p.N) * p.P * p.Q, false);
   pl.backward_data = tile_for(p.C, int64_t(p.N) * p.H * p.W, false);
   pl.backward_weight = tile_for(p.K, crs, true);
-  const WgradSplit s = wgrad_split(p, pl.backward_weight);
+  const SplitK s = wgrad_split(p, pl.backward_weight);
   pl.weight_split = s.split;
   pl.workspace_bytes = s.split > 1 ? std::size_t(s.split) * std::size_t(crs * p.K + p.K) * 4 : 0;
   return pl;
@@ -414,7 +401,7 @@ void conv2d_backward_weight_cuda(const Conv2dParams& p, const float* x, const fl
   check_sizes(p);
   const int crs = p.C * p.R * p.S, pq = p.P * p.Q, hw = p.H * p.W;
   const Conv2dTile t = tile_for(p.K, crs, true);
-  const WgradSplit s = wgrad_split(p, t);
+  const SplitK s = wgrad_split(p, t);
   float* partial = s.split > 1 ? static_cast<float*>(workspace) : nullptr;
   require(s.split == 1 || workspace != nullptr, "conv2d",
           "the CUDA weight gradient needs conv2d_workspace_bytes_cuda() of workspace");

@@ -19,14 +19,25 @@
 //   beta == 0 never reads C (it may hold garbage or NaN, as in BLAS).
 //   One tile per block; consecutive blocks walk groups of 8 tile-rows for L2
 //   reuse. The batch index is blockIdx.y (chunks of 65535 launched from the host).
+// Epilogue (gemm_cuda_ex; linear's forward): C = act(alpha op(A) op(B) +
+//   beta C + bias[n]), bias per output column, act = ReLU or none, applied as
+//   the tile is stored: linear forward is one kernel, no bias pass.
+// Split-K (single GEMMs only, kernels/cuda/split_k.h's rule): when the output
+//   tiles alone would leave the GPU idle and K is long, blockIdx.z takes one
+//   slice of K and stores its raw partial sums to a workspace (split, M, N);
+//   gemm_epilogue_kernel then adds the slices in ascending order and applies
+//   alpha, beta, bias and ReLU. Deterministic, no atomics; the bits depend on
+//   the split, which is a fixed function of M, N and K.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "kernels/cuda/gemm_internal.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/split_k.h"
 
 namespace scratchnet::kernels {
 
@@ -83,30 +94,32 @@ __device__ __forceinline__ void store_tile(float (*S)[LDS], const float (&v)[4])
   }
 }
 
+// The epilogue of one output value: act(alpha * acc + beta * old + bias[n]).
+__device__ __forceinline__ float epilogue(float acc, float alpha, float beta, const float* ptr,
+                                          const float* __restrict__ bias, int n, bool relu) {
+  float out = alpha * acc;
+  if (beta != 0.0f) out += beta * *ptr;
+  if (bias != nullptr) out += __ldg(bias + n);
+  return relu ? fmaxf(out, 0.0f) : out;
+}
+
 __device__ __forceinline__ void store_c(float* __restrict__ C, int ldc, int M, int N, int m, int n,
-                                        const float* acc, float alpha, float beta, bool vec) {
+                                        const float* acc, float alpha, float beta,
+                                        const float* __restrict__ bias, bool relu, bool vec) {
   if (m >= M) return;
   float* ptr = C + static_cast<int64_t>(m) * ldc + n;
   if (vec && n + 3 < N) {
-    float4 out = make_float4(alpha * acc[0], alpha * acc[1], alpha * acc[2], alpha * acc[3]);
-    if (beta != 0.0f) {
-      const float4 old = *reinterpret_cast<const float4*>(ptr);
-      out.x += beta * old.x;
-      out.y += beta * old.y;
-      out.z += beta * old.z;
-      out.w += beta * old.w;
-    }
+    float4 out = beta != 0.0f ? *reinterpret_cast<const float4*>(ptr) : make_float4(0, 0, 0, 0);
+    out.x = epilogue(acc[0], alpha, beta, &out.x, bias, n, relu);
+    out.y = epilogue(acc[1], alpha, beta, &out.y, bias, n + 1, relu);
+    out.z = epilogue(acc[2], alpha, beta, &out.z, bias, n + 2, relu);
+    out.w = epilogue(acc[3], alpha, beta, &out.w, bias, n + 3, relu);
     *reinterpret_cast<float4*>(ptr) = out;
     return;
   }
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (n + j < N) {
-      float out = alpha * acc[j];
-      if (beta != 0.0f) out += beta * ptr[j];
-      ptr[j] = out;
-    }
-  }
+  for (int j = 0; j < 4; ++j)
+    if (n + j < N) ptr[j] = epilogue(acc[j], alpha, beta, ptr + j, bias, n + j, relu);
 }
 
 template <bool TA, bool TB>
@@ -114,13 +127,17 @@ __global__ void __launch_bounds__(THREADS, 2)
     sgemm_kernel_v1(int M, int N, int K, const float* __restrict__ A, int lda, int64_t stride_a,
                     const float* __restrict__ B, int ldb, int64_t stride_b, float* __restrict__ C,
                     int ldc, int64_t stride_c, float alpha, float beta, bool vec_a, bool vec_b,
-                    bool vec_c, int batch0) {
+                    bool vec_c, int batch0, const float* __restrict__ bias, bool relu, int kslice) {
   __shared__ __align__(16) float As[2][BK][LDS];
   __shared__ __align__(16) float Bs[2][BK][LDS];
   const int64_t b = static_cast<int64_t>(batch0) + blockIdx.y;
   A += b * stride_a;
   B += b * stride_b;
   C += b * stride_c;
+  // Split-K: this block sums k in [kbeg, kend) and stores to slice z of the
+  // workspace (C, stride_c apart; the launcher sets alpha 1, beta 0, no bias).
+  const int kbeg = static_cast<int>(blockIdx.z) * kslice, kend = min(K, kbeg + kslice);
+  C += static_cast<int64_t>(blockIdx.z) * stride_c;
 
   // A warp covers a 4 (ty) x 8 (tx) patch of threads, so its float4 reads of
   // As/Bs touch 4 and 8 distinct addresses: one shared-memory wavefront each.
@@ -128,7 +145,7 @@ __global__ void __launch_bounds__(THREADS, 2)
   const int ty = (warp >> 1) * 4 + (lane >> 3), tx = (warp & 1) * 8 + (lane & 7);
   // One 128 x 128 tile per block (the host checks the tile count fits the grid).
   const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-  const int ktiles = (K + BK - 1) / BK;
+  const int ktiles = (kend - kbeg + BK - 1) / BK;
   const int tile = blockIdx.x;
   const int group_tiles = GROUP_M * tiles_n;
   const int group = tile / group_tiles;
@@ -146,8 +163,8 @@ __global__ void __launch_bounds__(THREADS, 2)
 
   float ra[4], rb[4];
   if (ktiles > 0) {
-    fetch_tile<!TA>(A, lda, M, K, m0, 0, vec_a, ra);
-    fetch_tile<TB>(B, ldb, N, K, n0, 0, vec_b, rb);
+    fetch_tile<!TA>(A, lda, M, kend, m0, kbeg, vec_a, ra);
+    fetch_tile<TB>(B, ldb, N, kend, n0, kbeg, vec_b, rb);
     store_tile<!TA>(As[0], ra);
     store_tile<TB>(Bs[0], rb);
   }
@@ -157,8 +174,8 @@ __global__ void __launch_bounds__(THREADS, 2)
     const int cur = kt & 1;
     const bool more = kt + 1 < ktiles;
     if (more) {
-      fetch_tile<!TA>(A, lda, M, K, m0, (kt + 1) * BK, vec_a, ra);
-      fetch_tile<TB>(B, ldb, N, K, n0, (kt + 1) * BK, vec_b, rb);
+      fetch_tile<!TA>(A, lda, M, kend, m0, kbeg + (kt + 1) * BK, vec_a, ra);
+      fetch_tile<TB>(B, ldb, N, kend, n0, kbeg + (kt + 1) * BK, vec_b, rb);
     }
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
@@ -198,13 +215,71 @@ __global__ void __launch_bounds__(THREADS, 2)
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4));
-    store_c(C, ldc, M, N, m, n0 + tx * 4, &acc[i][0], alpha, beta, vec_c);
-    store_c(C, ldc, M, N, m, n0 + 64 + tx * 4, &acc[i][4], alpha, beta, vec_c);
+    store_c(C, ldc, M, N, m, n0 + tx * 4, &acc[i][0], alpha, beta, bias, relu, vec_c);
+    store_c(C, ldc, M, N, m, n0 + 64 + tx * 4, &acc[i][4], alpha, beta, bias, relu, vec_c);
+  }
+}
+
+// C[m][n] = act(alpha * Σ_z part[z][m][n] + beta * C[m][n] + bias[n]), z
+// ascending: the split-K reduction, or (split 1, part == C) the epilogue
+// alone after a cuBLAS GEMM. part may alias C (element-wise, same index).
+__global__ void gemm_epilogue_kernel(int M, int N, int split, const float* part,
+                                     int64_t part_stride, int ldp, float alpha, float beta,
+                                     float* C, int ldc, const float* __restrict__ bias, bool relu) {
+  const int64_t total = static_cast<int64_t>(M) * N;
+  for (int64_t i = global_tid(); i < total; i += grid_stride()) {
+    const int64_t m = i / N;
+    const int n = static_cast<int>(i - m * N);
+    const float* pp = part + m * ldp + n;
+    float s = 0.0f;
+    for (int z = 0; z < split; ++z) s += pp[z * part_stride];
+    float* c = C + m * ldc + n;
+    *c = epilogue(s, alpha, beta, c, bias, n, relu);
   }
 }
 
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// Tests only: force the split-K slice count of single GEMMs (0: the rule).
+std::atomic<int> forced_split{0};
+
+SplitK split_plan(const GemmParams& p) {
+  if (gemm_use_cublas() || p.M == 0 || p.N == 0 || p.K == 0) return {1, p.K};
+  const int64_t per_slice = static_cast<int64_t>(p.M) * p.N;
+  if (const int f = forced_split.load(); f > 0) {
+    const int64_t slice = ((p.K + f - 1) / f + BK - 1) / BK * BK;
+    return {static_cast<int>((p.K + slice - 1) / slice), static_cast<int>(slice)};
+  }
+  const int64_t tiles = static_cast<int64_t>((p.M + BM - 1) / BM) * ((p.N + BN - 1) / BN);
+  return split_k_plan(tiles, p.K, per_slice, BK);
+}
+
+// The tiled kernel over `batch` GEMMs (split 1) or over the `split` K-slices
+// of one GEMM, C then being the (split, M, N) workspace.
+void launch_sgemm(const GemmParams& p, const float* A, int64_t stride_a, const float* B,
+                  int64_t stride_b, float* C, int ldc, int64_t stride_c, int batch,
+                  const float* bias, bool relu, SplitK sk, float alpha, float beta, Stream stream) {
+  const bool vec_a = aligned16(A) && p.lda % 4 == 0 && stride_a % 4 == 0;
+  const bool vec_b = aligned16(B) && p.ldb % 4 == 0 && stride_b % 4 == 0;
+  const bool vec_c = aligned16(C) && ldc % 4 == 0 && stride_c % 4 == 0;
+  const int64_t tiles = static_cast<int64_t>((p.M + BM - 1) / BM) * ((p.N + BN - 1) / BN);
+  require(tiles <= 0x7fffffffLL &&
+              static_cast<int64_t>(GROUP_M) * ((p.N + BN - 1) / BN) <= 0x7fffffffLL,
+          "gemm",
+          "C of " + std::to_string(p.M) + " x " + std::to_string(p.N) +
+              " has too many 128 x 128 tiles for one launch");
+  const unsigned gx = static_cast<unsigned>(tiles);
+  auto* kernel = p.trans_a
+                     ? (p.trans_b ? sgemm_kernel_v1<true, true> : sgemm_kernel_v1<true, false>)
+                     : (p.trans_b ? sgemm_kernel_v1<false, true> : sgemm_kernel_v1<false, false>);
+  for (int b0 = 0; b0 < batch; b0 += 65535) {
+    const unsigned gy = static_cast<unsigned>(std::min(batch - b0, 65535));
+    SN_LAUNCH("sgemm_kernel_v1", kernel, dim3(gx, gy, static_cast<unsigned>(sk.split)), THREADS, 0,
+              stream, p.M, p.N, p.K, A, p.lda, stride_a, B, p.ldb, stride_b, C, ldc, stride_c,
+              alpha, beta, vec_a, vec_b, vec_c, b0, bias, relu, sk.slice);
+  }
 }
 
 }  // namespace
@@ -226,31 +301,51 @@ void gemm_batched_own(const GemmParams& p, const float* A, int64_t stride_a, con
                       int64_t stride_b, float* C, int64_t stride_c, int batch, Stream stream) {
   check_gemm_params(p);
   if (p.M == 0 || p.N == 0 || batch <= 0) return;
-  const bool vec_a = aligned16(A) && p.lda % 4 == 0 && stride_a % 4 == 0;
-  const bool vec_b = aligned16(B) && p.ldb % 4 == 0 && stride_b % 4 == 0;
-  const bool vec_c = aligned16(C) && p.ldc % 4 == 0 && stride_c % 4 == 0;
-  const int64_t tiles = static_cast<int64_t>((p.M + BM - 1) / BM) * ((p.N + BN - 1) / BN);
-  require(tiles <= 0x7fffffffLL &&
-              static_cast<int64_t>(GROUP_M) * ((p.N + BN - 1) / BN) <= 0x7fffffffLL,
-          "gemm",
-          "C of " + std::to_string(p.M) + " x " + std::to_string(p.N) +
-              " has too many 128 x 128 tiles for one launch");
-  const unsigned gx = static_cast<unsigned>(tiles);
-  auto* kernel = p.trans_a
-                     ? (p.trans_b ? sgemm_kernel_v1<true, true> : sgemm_kernel_v1<true, false>)
-                     : (p.trans_b ? sgemm_kernel_v1<false, true> : sgemm_kernel_v1<false, false>);
-  for (int b0 = 0; b0 < batch; b0 += 65535) {
-    const unsigned gy = static_cast<unsigned>(std::min(batch - b0, 65535));
-    SN_LAUNCH("sgemm_kernel_v1", kernel, dim3(gx, gy), THREADS, 0, stream, p.M, p.N, p.K, A, p.lda,
-              stride_a, B, p.ldb, stride_b, C, p.ldc, stride_c, p.alpha, p.beta, vec_a, vec_b,
-              vec_c, b0);
-  }
+  launch_sgemm(p, A, stride_a, B, stride_b, C, p.ldc, stride_c, batch, nullptr, false, {1, p.K},
+               p.alpha, p.beta, stream);
 }
 
 }  // namespace cudadetail
 
 void gemm_cuda(const GemmParams& p, const float* A, const float* B, float* C, Stream stream) {
   cudadetail::gemm_batched_own(p, A, 0, B, 0, C, 0, 1, stream);
+}
+
+std::size_t gemm_cuda_workspace_bytes(const GemmParams& p) {
+  const cudadetail::SplitK sk = cudadetail::split_plan(p);
+  return sk.split > 1 ? static_cast<std::size_t>(sk.split) * p.M * p.N * sizeof(float) : 0;
+}
+
+void gemm_cuda_ex(const GemmParams& p, const float* A, const float* B, float* C, const float* bias,
+                  bool relu, void* workspace, Stream stream) {
+  using namespace cudadetail;
+  check_gemm_params(p);
+  if (p.M == 0 || p.N == 0) return;
+  if (gemm_use_cublas()) {  // the baseline: cuBLAS, then the epilogue in place
+    gemm_batched_cublas(p, A, 0, B, 0, C, 0, 1, stream, false);
+    if (bias != nullptr || relu) {
+      const int64_t total = static_cast<int64_t>(p.M) * p.N;
+      SN_LAUNCH("gemm_epilogue_kernel", gemm_epilogue_kernel, grid_for(total), kThreads, 0, stream,
+                p.M, p.N, 1, C, 0, p.ldc, 1.0f, 0.0f, C, p.ldc, bias, relu);
+    }
+    return;
+  }
+  const SplitK sk = split_plan(p);
+  if (sk.split == 1) {
+    launch_sgemm(p, A, 0, B, 0, C, p.ldc, 0, 1, bias, relu, sk, p.alpha, p.beta, stream);
+    return;
+  }
+  require(workspace != nullptr, "gemm",
+          "a split-K GEMM needs gemm_cuda_workspace_bytes() of workspace");
+  float* part = static_cast<float*>(workspace);
+  const int64_t mn = static_cast<int64_t>(p.M) * p.N;
+  launch_sgemm(p, A, 0, B, 0, part, p.N, mn, 1, nullptr, false, sk, 1.0f, 0.0f, stream);
+  SN_LAUNCH("gemm_epilogue_kernel", gemm_epilogue_kernel, grid_for(mn), kThreads, 0, stream, p.M,
+            p.N, sk.split, part, mn, p.N, p.alpha, p.beta, C, p.ldc, bias, relu);
+}
+
+void gemm_cuda_force_split_for_testing(int split) {
+  cudadetail::forced_split.store(std::max(split, 0));
 }
 
 bool gemm_use_cublas() {

@@ -2,9 +2,20 @@
 //   x (N, IN), w (OUT, IN), b (OUT), y (N, OUT)
 // Every product goes through the engine's GEMM (gemm_cuda, or cuBLAS with
 // SCRATCHNET_GEMM=cublas):
-//   forward:  y = bias broadcast, then y = x Wᵀ + 1 * y (no bias: beta = 0)
-//   backward: dx += dy W (write_dx: beta 0, dx = dy W);  dw += dyᵀ x;  db += column sums of dy, reduced in
-//             a fixed order (deterministic, no atomics).
+//   forward:  y = act(x Wᵀ + b), one GEMM whose epilogue adds the bias and
+//             applies the ReLU when asked (linear_relu); skinny shapes (VGG's
+//             FC layers at batch 128) split K through the workspace
+//             (gemm_cuda_ex, kernels/cuda/split_k.h)
+//   backward: dx += dy W (write_dx: beta 0, dx = dy W);  dw += dyᵀ x;
+//             db += column sums of dy, reduced in a fixed order
+//             (deterministic, no atomics).
+// Split-K at the course's shapes (split_k.h: slices = min(264 / tiles,
+// K / 512, ...)): forward VGG-11 FC1/FC2 at batch 128 8 slices (32 -> 256
+// blocks), AlexNet FC1/FC2 at 256 4 slices (64 -> 256), the 10-class heads 8
+// (1-2 tiles); LeNet's K (<= 400) never splits. The weight gradient's K is the
+// batch (<= 256 < 2 * 512): never qualifies. The data gradient would at VGG
+// FC2 (128 x 4096, K 4096: 32 tiles) and AlexNet FC2 (64 tiles), but it takes
+// no workspace yet: left to do.
 #include "kernels/cuda/gemm_internal.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/linear.h"
@@ -14,11 +25,6 @@ namespace scratchnet::kernels {
 namespace {
 
 using namespace cudadetail;
-
-__global__ void broadcast_rows_kernel(int64_t total, int cols, const float* __restrict__ b,
-                                      float* __restrict__ y) {
-  for (int64_t i = global_tid(); i < total; i += grid_stride()) y[i] = b[i % cols];
-}
 
 // db[c] += Σ_r dy[r][c]. Block (32, 8): 32 columns, 8 row lanes that each sum
 // a strided subset of the rows; the 8 partials are then added in order.
@@ -42,18 +48,19 @@ void gemm(const GemmParams& g, const float* A, const float* B, float* C, Stream 
   gemm_batched(g, A, 0, B, 0, C, 0, 1, stream);
 }
 
+GemmParams forward_gemm(const LinearParams& p) {
+  return gemm_params(false, true, p.N, p.OUT, p.IN);
+}
+
 }  // namespace
 
+std::size_t linear_workspace_bytes_cuda(const LinearParams& p) {
+  return gemm_cuda_workspace_bytes(forward_gemm(p));
+}
+
 void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, const float* b,
-                         float* y, Stream stream) {
-  float beta = 0.0f;
-  if (b != nullptr) {
-    const int64_t total = static_cast<int64_t>(p.N) * p.OUT;
-    SN_LAUNCH("broadcast_rows_kernel", broadcast_rows_kernel, grid_for(total), kThreads, 0, stream,
-              total, p.OUT, b, y);
-    beta = 1.0f;
-  }
-  gemm(gemm_params(false, true, p.N, p.OUT, p.IN, 1.0f, beta), x, w, y, stream);
+                         float* y, void* workspace, Stream stream, bool relu) {
+  gemm_cuda_ex(forward_gemm(p), x, w, y, b, relu, workspace, stream);
 }
 
 void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
