@@ -266,6 +266,45 @@ TEST_CASE("bench model-step mode runs a LeNet step on the CPU", "[bench]") {
   CHECK(conv);
 }
 
+TEST_CASE("bench model-step csv: one row per way of running the step", "[bench]") {
+  const RunResult r = run_binary(
+      "bench --model lenet --steps 1 --warmup 1 --batch-size 4 --device cpu --no-profile "
+      "--format csv");
+  INFO("exit " << r.code << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(has(r.out,
+            "model,batch,input,ms_per_step,p10_ms,p90_ms,img_per_s,peak_mem_MiB,"
+            "saved_act_MiB,step\nlenet,4,28,"));
+  CHECK(has(r.out, ",eager\n"));
+  CHECK(!has(r.out, "cuda_graph"));  // the CPU has no graphs
+}
+
+TEST_CASE("bench model-step mode times the CUDA graph replay next to eager steps",
+          "[bench][cuda][graph]") {
+  // On the emulated target the times mean nothing; the rows and fields do.
+  const RunResult csv = run_binary(
+      "bench --model lenet --steps 2 --warmup 1 --batch-size 4 --device cuda --no-profile "
+      "--format csv");
+  INFO("exit " << csv.code << "\nstdout:\n" << csv.out << "\nstderr:\n" << csv.err);
+  REQUIRE(csv.code == 0);
+  CHECK(has(csv.out, ",eager\nlenet,4,28,"));
+  CHECK(has(csv.out, ",cuda_graph\n"));
+  const RunResult js = run_binary(
+      "bench --model lenet --steps 2 --warmup 1 --batch-size 4 --device cuda --no-profile "
+      "--format json");
+  INFO("exit " << js.code << "\nstdout:\n" << js.out << "\nstderr:\n" << js.err);
+  REQUIRE(js.code == 0);
+  const auto j = nlohmann::json::parse(js.out.substr(js.out.find('{')));
+  CHECK(j["ms_per_step"].get<double>() > 0);
+  REQUIRE(j["cuda_graph"].is_object());
+  CHECK(j["cuda_graph"]["ms_per_step"].get<double>() > 0);
+  CHECK(j["cuda_graph"]["time"]["repeats"] == 2);
+  const RunResult table = run_binary(
+      "bench --model lenet --steps 1 --warmup 1 --batch-size 4 --device cuda --no-profile");
+  REQUIRE(table.code == 0);
+  CHECK(has(table.out, "ms/step as a CUDA graph replay"));
+}
+
 TEST_CASE("bench rejects bad flags (exit 2) and bad shapes (exit 1)", "[bench]") {
   for (const char* args : {"bench --format xml", "bench --op nosuch", "bench --repeats 0",
                            "bench --model nosuch", "bench --mode sideways"}) {
