@@ -40,7 +40,10 @@
 // the host).
 //
 // What still prevents a capture: a host sync or cudaMalloc inside the step,
-// a call the stream capture does not support, several ranks, the CPU.
+// a call the stream capture does not support, several ranks, the CPU. Not
+// checked, so kept out of steps: random draws other than CUDA dropout's (a
+// host draw feeding a kernel argument would be frozen; none today) and a
+// dropout drawing from another Generator than the one given here.
 //
 // A failed capture (anything that throws inside it: an allocation the cache
 // cannot serve, a host sync, an unsupported call) is undone: the stream
