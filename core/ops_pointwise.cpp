@@ -157,23 +157,28 @@ Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
   if (!(p >= 0.0f && p < 1.0f))
     throw ValueError("dropout: probability must be in [0, 1), got " + std::to_string(p));
   if (!training || p == 0.0f) return x;
-  const uint64_t seed = gen.example_seed(), offset = gen.next_offset();
+  // CUDA: the offset may live in device memory while a graph captures the step (rng.h).
+  const uint64_t seed = gen.example_seed();
+  const Generator::OffsetRef off =
+      x.is_cuda() ? gen.next_offset_ref() : Generator::OffsetRef{nullptr, gen.next_offset()};
+  const uint64_t* base = off.base;
+  const uint64_t offset = off.offset;
   Tensor y = Tensor::empty(x.shape(), x.device());
   if (x.is_cuda()) {
     SN_GPU(k::dropout_forward_cuda(x.numel(), p, seed, offset, x.data<float>(), y.data<float>(),
-                                   stream()));
+                                   stream(), base));
   } else {
     k::dropout_forward_cpu(x.numel(), p, seed, offset, x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
     // Saves no tensor: backward regenerates the mask from (seed, offset).
     record(y, op, {x}, {},
-           [p, seed, offset](const Tensor& gy, const std::vector<Tensor>& g,
-                             const std::vector<Tensor>&) {
+           [p, seed, base, offset](const Tensor& gy, const std::vector<Tensor>& g,
+                                   const std::vector<Tensor>&) {
              [[maybe_unused]] const char* op = "dropout backward";
              if (gy.is_cuda()) {
                SN_GPU(k::dropout_backward_cuda(gy.numel(), p, seed, offset, gy.data<float>(),
-                                               g[0].data<float>(), stream()));
+                                               g[0].data<float>(), stream(), base));
              } else {
                k::dropout_backward_cpu(gy.numel(), p, seed, offset, gy.data<float>(),
                                        g[0].data<float>());

@@ -1,5 +1,8 @@
 #include "core/rng.h"
 
+#include "core/cuda.h"
+#include "core/error.h"
+#include "kernels/dropout.h"
 #include "kernels/philox.h"
 
 namespace scratchnet {
@@ -23,6 +26,15 @@ std::vector<float> Generator::uniform(int64_t n, float lo, float hi) {
   for (int64_t i = 0; i < n; ++i)
     v[i] = lo + (hi - lo) * kernels::philox_uniform(seed_, stream, static_cast<uint64_t>(i));
   return v;
+}
+
+void Generator::store_offset(uint64_t* device_word) const {
+#ifdef SCRATCHNET_WITH_CUDA
+  kernels::dropout_store_offset_cuda(device_word, offset_, cuda::stream());
+#else
+  (void)device_word;
+  throw DeviceError("Generator::store_offset: built without CUDA");
+#endif
 }
 
 }  // namespace scratchnet

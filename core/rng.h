@@ -20,6 +20,29 @@ class Generator {
   // Reserves one stream and returns its offset.
   uint64_t next_offset() { return offset_++; }
 
+  // A reserved stream as a CUDA kernel takes it: offset = (*base, when base is
+  // set) + offset. Eager: base nullptr, the offset itself. While a CUDA graph
+  // captures a step (train/step_graph.h), whose kernels replay the arguments
+  // they were captured with: base is the device word given to
+  // capture_offsets() and offset the distance from the step's first offset,
+  // so a replay draws fresh streams once store_offset() wrote its first one.
+  struct OffsetRef {
+    const uint64_t* base;
+    uint64_t offset;
+  };
+  OffsetRef next_offset_ref() {
+    const uint64_t o = next_offset();
+    return device_base_ ? OffsetRef{device_base_, o - capture_first_} : OffsetRef{nullptr, o};
+  }
+  // device_base: a uint64 in GPU memory that outlives the captured graph;
+  // nullptr ends it. Host draws (shuffles) are unaffected.
+  void capture_offsets(const uint64_t* device_base) {
+    device_base_ = device_base;
+    capture_first_ = offset_;
+  }
+  // Writes offset() into the device word, in stream order (before a replay).
+  void store_offset(uint64_t* device_word) const;
+
   // The seed of per-example draws (dropout masks). Data-parallel ranks share
   // seed and offset, so that they start from the same weights and shuffle
   // alike, but each must draw its own masks: rank r > 0 mixes r into this
@@ -36,6 +59,8 @@ class Generator {
   static constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;  // 2^64 / golden ratio
   uint64_t seed_, offset_;
   uint64_t rank_ = 0;
+  const uint64_t* device_base_ = nullptr;  // see capture_offsets
+  uint64_t capture_first_ = 0;
 };
 
 }  // namespace scratchnet

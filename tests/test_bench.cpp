@@ -266,6 +266,44 @@ TEST_CASE("bench model-step mode runs a LeNet step on the CPU", "[bench]") {
   CHECK(conv);
 }
 
+namespace {
+
+// `bench --model lenet` in model-step mode at batch 4, no profile; exit 0 required.
+RunResult lenet_step_bench(const std::string& device, int steps, const std::string& format) {
+  const RunResult r = run_binary("bench --model lenet --steps " + std::to_string(steps) +
+                                 " --warmup 1 --batch-size 4 --no-profile --device " + device +
+                                 (format.empty() ? "" : " --format " + format));
+  INFO("exit " << r.code << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err);
+  REQUIRE(r.code == 0);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("bench model-step csv: one row per way of running the step", "[bench]") {
+  const RunResult r = lenet_step_bench("cpu", 1, "csv");
+  CHECK(has(r.out,
+            "model,batch,input,ms_per_step,p10_ms,p90_ms,img_per_s,peak_mem_MiB,"
+            "saved_act_MiB,step\nlenet,4,28,"));
+  CHECK(has(r.out, ",eager\n"));
+  CHECK(!has(r.out, "cuda_graph"));  // the CPU has no graphs
+}
+
+TEST_CASE("bench model-step mode times the CUDA graph replay next to eager steps",
+          "[bench][cuda][graph]") {
+  // On the emulated target the times mean nothing; the rows and fields do.
+  const RunResult csv = lenet_step_bench("cuda", 2, "csv");
+  CHECK(has(csv.out, ",eager\nlenet,4,28,"));
+  CHECK(has(csv.out, ",cuda_graph\n"));
+  const RunResult js = lenet_step_bench("cuda", 2, "json");
+  const auto j = nlohmann::json::parse(js.out.substr(js.out.find('{')));
+  CHECK(j["ms_per_step"].get<double>() > 0);
+  REQUIRE(j["cuda_graph"].is_object());
+  CHECK(j["cuda_graph"]["ms_per_step"].get<double>() > 0);
+  CHECK(j["cuda_graph"]["time"]["repeats"] == 2);
+  CHECK(has(lenet_step_bench("cuda", 1, "").out, "ms/step as a CUDA graph replay"));
+}
+
 TEST_CASE("bench rejects bad flags (exit 2) and bad shapes (exit 1)", "[bench]") {
   for (const char* args : {"bench --format xml", "bench --op nosuch", "bench --repeats 0",
                            "bench --model nosuch", "bench --mode sideways"}) {

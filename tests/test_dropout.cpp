@@ -1,5 +1,6 @@
 // Inverted dropout on the CPU: mask statistics, reproducibility from
-// (seed, offset), scaling, eval identity, gradient, bad p.
+// (seed, offset), scaling, eval identity, gradient, bad p; and [cuda], the
+// offset read from a device word as a graph-captured step reads it.
 // Tolerance rule (as test_helpers.h): |got - want| <= atol + rtol * |want|.
 // Kept values are x * (1 / (1 - p)) computed the same way here, so they must
 // match exactly; the kept fraction of n draws must lie within 5 standard
@@ -7,6 +8,7 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "core/cuda.h"
 #include "core/ops.h"
 #include "kernels/dropout.h"
 #include "kernels/philox.h"
@@ -108,3 +110,39 @@ TEST_CASE("dropout rejects p outside [0, 1)", "[dropout][errors]") {
   CHECK_THROWS_AS(dropout(x, std::nanf(""), true, gen), ValueError);
   CHECK_THROWS_AS(dropout(x, 1.5f, false, gen), ValueError);  // checked in eval mode too
 }
+
+#ifdef SCRATCHNET_WITH_CUDA
+TEST_CASE("CUDA dropout can take its offset from a device word (graph replays)",
+          "[cuda][dropout][graph]") {
+  // What a captured step does (train/step_graph.h): the generator stores its
+  // offset in a device word, the kernel adds its distance to it when it runs.
+  const Device gpu = Device::cuda(0);
+  const int64_t n = 1003;
+  const float p = 0.4f;
+  Tensor x = random_tensor({n}, 11, 0.5f, 1.5f);
+  Tensor xg = x.to(gpu), word = Tensor::zeros({}, gpu, DType::I64);
+  uint64_t* w = reinterpret_cast<uint64_t*>(word.data<int64_t>());
+  Generator gen(1234, 70);
+  gen.store_offset(w);
+  Tensor y = Tensor::zeros({n}, gpu), yc = Tensor::zeros({n});
+  kernels::dropout_forward_cuda(n, p, gen.seed(), 7, xg.data<float>(), y.data<float>(),
+                                cuda::stream(), w);
+  kernels::dropout_forward_cpu(n, p, 1234, 77, x.data<float>(), yc.data<float>());
+  CHECK(y.to_vector<float>() == yc.to_vector<float>());
+  Tensor dx = Tensor::zeros({n}, gpu), dxc = Tensor::zeros({n});
+  kernels::dropout_backward_cuda(n, p, gen.seed(), 7, xg.data<float>(), dx.data<float>(),
+                                 cuda::stream(), w);
+  kernels::dropout_backward_cpu(n, p, 1234, 77, x.data<float>(), dxc.data<float>());
+  CHECK(dx.to_vector<float>() == dxc.to_vector<float>());
+
+  // The generator hands out distances from the capture's first offset while
+  // capturing, the offsets themselves otherwise; both advance its offset.
+  gen.capture_offsets(w);
+  const Generator::OffsetRef a = gen.next_offset_ref(), b = gen.next_offset_ref();
+  CHECK((a.base == w && a.offset == 0 && b.base == w && b.offset == 1));
+  gen.capture_offsets(nullptr);
+  const Generator::OffsetRef c = gen.next_offset_ref();
+  CHECK((c.base == nullptr && c.offset == 72));
+  CHECK(gen.offset() == 73);
+}
+#endif

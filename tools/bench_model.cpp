@@ -13,11 +13,17 @@
 // needed). Forward per layer cannot be timed inside the step without a hook
 // in Module::forward, so each layer's module is run alone on an input of its
 // shape (see forward_layers). None of this is part of the ms/step figure.
+//
+// On CUDA the step is also timed as training runs it: captured as the
+// trainer's CUDA graph (train/step_graph.h: batch copied into the graph's
+// input buffers, loss and correct count copied out, one graph launch) and
+// replayed back to back; a second row/field next to the eager figure.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <unordered_set>
 
 #include "core/autograd.h"
@@ -28,6 +34,7 @@
 #include "models/models.h"
 #include "tools/bench_modes.h"
 #include "train/optimizer.h"
+#include "train/step_graph.h"
 
 namespace scratchnet::tools::bench {
 
@@ -148,6 +155,38 @@ std::vector<LayerTime> forward_layers(Module& model, const std::string& name, in
   return out;
 }
 
+// The trainer's graph step (train/trainer.cpp's one_rank_step) through a
+// StepGraph: its warm-up steps and the capture untimed, then `steps` replays.
+void time_graph_steps(Module& model, train::SGD& sgd, Generator& gen, const Tensor& X,
+                      const Tensor& Y, int steps, Timer& timer, StepReport& r) {
+  std::ostringstream log;
+  train::StepGraph graph(true, model, sgd, gen, log);
+  const Tensor loss_slot = Tensor::empty({}, X.device()),
+               correct_slot = Tensor::empty({}, X.device(), DType::I32);
+  const train::StepGraph::Body body = [&](const Tensor& x, const Tensor& y, const Tensor& lo,
+                                          const Tensor& co) {
+    sgd.zero_grad();
+    Tensor logits = model.forward(x);
+    Tensor loss = cross_entropy(logits, y);
+    loss.backward();
+    Tensor(lo).copy_(loss);
+    Tensor(co).copy_(count_correct(logits, y));
+    sgd.step();
+  };
+  const float lr = sgd.config().lr;
+  auto step = [&] { graph.step(X, Y, lr, body, loss_slot, correct_slot); };
+  for (int i = 0; i <= train::StepGraph::kWarmupSteps && graph.active(); ++i) step();
+  if (graph.captures() != 1) {
+    r.graph_note = graph.off_reason().empty() ? "not captured" : graph.off_reason();
+    return;
+  }
+  timer.synchronize();
+  r.graph_t = timer.time_sequence(steps, step);
+  r.graphed = graph.replays() >= steps;
+  r.graph_img_per_s = r.graph_t.median > 0 ? 1000.0 * r.batch / r.graph_t.median : 0;
+  if (!r.graphed) r.graph_note = "graph off during the timed steps: " + graph.off_reason();
+}
+
 }  // namespace
 
 StepReport run_step_bench(const StepOptions& o) {
@@ -204,6 +243,7 @@ StepReport run_step_bench(const StepOptions& o) {
   r.device_name = d.is_cuda() ? cuda::device_name(d.index) : "host CPU";
   r.model = o.model, r.batch = batch, r.image_size = hw, r.steps = o.steps, r.warmup = o.warmup;
   r.img_per_s = r.t.median > 0 ? 1000.0 * batch / r.t.median : 0;
+  if (d.is_cuda()) time_graph_steps(*model, sgd, gen, X, Y, o.steps, timer, r);
 
   if (o.profile) {
     r.profiled = true;

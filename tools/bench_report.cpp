@@ -213,6 +213,13 @@ void write_step_report(const StepReport& r, const std::string& format, int top, 
         {"profile", nullptr}};
     j["saved_activation_bytes"] = r.saved_bytes;
     j["saved_activation_MiB"] = double(r.saved_bytes) / double(1 << 20);
+    // The eager step above; the CUDA graph replay of it here (null without one).
+    j["cuda_graph"] = nullptr;
+    if (r.graphed)
+      j["cuda_graph"] = {{"ms_per_step", r.graph_t.median},
+                         {"time", stats_json(r.graph_t)},
+                         {"img_per_s", r.graph_img_per_s}};
+    j["cuda_graph_note"] = r.graph_note;
     if (r.profiled)
       j["profile"] = {{"forward_ms", r.forward_ms},
                       {"backward_ms", r.backward_ms},
@@ -228,10 +235,16 @@ void write_step_report(const StepReport& r, const std::string& format, int top, 
     return;
   }
   if (format == "csv") {
-    os << "model,batch,input,ms_per_step,p10_ms,p90_ms,img_per_s,peak_mem_MiB,saved_act_MiB\n"
-       << r.model << "," << r.batch << "," << r.image_size << "," << r.t.median << "," << r.t.p10
-       << "," << r.t.p90 << "," << r.img_per_s << "," << r.peak_mem_mib << ","
-       << double(r.saved_bytes) / double(1 << 20) << "\n";
+    // One row per way of running the step: eager, then (CUDA) the graph replay.
+    os << "model,batch,input,ms_per_step,p10_ms,p90_ms,img_per_s,peak_mem_MiB,saved_act_MiB,"
+          "step\n";
+    auto row = [&](const Stats& t, double img_per_s, const char* how) {
+      os << r.model << "," << r.batch << "," << r.image_size << "," << t.median << "," << t.p10
+         << "," << t.p90 << "," << img_per_s << "," << r.peak_mem_mib << ","
+         << double(r.saved_bytes) / double(1 << 20) << "," << how << "\n";
+    };
+    row(r.t, r.img_per_s, "eager");
+    if (r.graphed) row(r.graph_t, r.graph_img_per_s, "cuda_graph");
     return;
   }
   os << "scratchnet bench: " << r.model << " training step on " << r.device << " (" << r.device_name
@@ -240,7 +253,14 @@ void write_step_report(const StepReport& r, const std::string& format, int top, 
      << fmt("%.3f", r.t.p10) << ", p90 " << fmt("%.3f", r.t.p90) << "), "
      << fmt("%.1f", r.img_per_s) << " img/s, peak memory " << fmt("%.1f", r.peak_mem_mib)
      << " MiB, saved activations " << fmt("%.1f", double(r.saved_bytes) / double(1 << 20))
-     << " MiB\n";
+     << " MiB (eager steps)\n";
+  if (r.graphed)
+    os << "  " << fmt("%.3f", r.graph_t.median) << " ms/step as a CUDA graph replay, as training "
+       << "runs (median of " << r.graph_t.repeats << ", p10 " << fmt("%.3f", r.graph_t.p10)
+       << ", p90 " << fmt("%.3f", r.graph_t.p90) << "), " << fmt("%.1f", r.graph_img_per_s)
+       << " img/s\n";
+  else if (!r.graph_note.empty())
+    os << "  CUDA graph: " << r.graph_note << "\n";
   if (!r.profiled) return;
   os << "  profiled step (synchronised after each part): forward " << fmt("%.3f", r.forward_ms)
      << " ms, backward " << fmt("%.3f", r.backward_ms) << " ms, SGD " << fmt("%.3f", r.optimizer_ms)

@@ -61,6 +61,12 @@ struct StepReport {
   // Activations the autograd graph keeps between forward and backward
   // (core/autograd.h saved_memory: distinct saved storages, parameters left out).
   std::size_t saved_bytes = 0;
+  // CUDA: the same step replayed as the trainer's CUDA graph (train/step_graph.h),
+  // timed back to back like the eager steps; graph_note says why not when absent.
+  bool graphed = false;
+  Stats graph_t;  // per step
+  double graph_img_per_s = 0;
+  std::string graph_note;
   bool profiled = false;
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;  // profiled step (synchronised)
   std::vector<LayerTime> forward_layers;   // each layer alone, sorted by time, longest first

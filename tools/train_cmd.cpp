@@ -6,9 +6,9 @@
 #include <optional>
 #include <thread>
 
+#include "kernels/cpu/threads.h"
 #include "models/models.h"
 #include "tools/cli.h"
-#include "kernels/cpu/threads.h"
 #include "tools/commands.h"
 #include "train/distributed.h"
 #include "train/trainer.h"
@@ -149,10 +149,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--no-cuda-graph", args->no_cuda_graph,
                 "On CUDA, run every step eagerly. By default, after 2 warm-up steps the whole "
                 "step (forward, loss, backward, SGD) is captured once as a CUDA graph and "
-                "replayed; the last, smaller batch of an epoch, a step whose learning rate "
-                "changed since the previous one (warm-up, cosine), models with dropout and "
-                "runs under mpirun always run eagerly; a capture that fails falls back to "
-                "eager steps with a one-line note saying why");
+                "replayed (every lr schedule, dropout included); the last, smaller batch of "
+                "an epoch and runs under mpirun always run eagerly; a capture that fails "
+                "falls back to eager steps with a one-line note saying why");
   cmd->add_flag("--allow-changes", c.allow_changes,
                 "With --resume: allow new --batch-size, --resize, --width-divisor, "
                 "--train-limit or --test-limit (recorded in config.json)");

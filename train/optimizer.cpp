@@ -48,6 +48,7 @@ void SGD::step() {
   p.weight_decay = config_.weight_decay;
   p.nesterov = config_.nesterov;
   p.first_step = fresh_buffer_;
+  if (lr_device_.defined()) p.lr_device = lr_device_.data<float>();
   sgd_step(slab_.params, slab_.grads, buf_, p);
   ++steps_;
   fresh_buffer_ = false;
@@ -58,6 +59,15 @@ void SGD::set_lr(float lr) {
   c.lr = lr;
   check_config(c);
   config_ = c;
+}
+
+void SGD::read_lr_from(const Tensor& device_lr) {
+  if (device_lr.defined() &&
+      (!device_lr.is_cuda() || device_lr.dtype() != DType::F32 || device_lr.numel() != 1 ||
+       device_lr.device() != slab_.params.device()))
+    throw ValueError("sgd: the learning rate must come from one F32 on the parameters' GPU, got " +
+                     device_lr.str());
+  lr_device_ = device_lr;
 }
 
 std::vector<NamedTensor> SGD::momentum_buffers() const {

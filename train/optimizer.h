@@ -59,6 +59,11 @@ class SGD {
     ++steps_;
     fresh_buffer_ = false;
   }
+  // While a CUDA graph captures a step: the SGD kernel reads its rate from
+  // this device float (0-d F32 on the slab's device) instead of taking
+  // config().lr as an argument, so replays follow the schedule. An undefined
+  // tensor: back to the argument.
+  void read_lr_from(const Tensor& device_lr);
 
  private:
   ParameterSlab slab_;
@@ -67,6 +72,7 @@ class SGD {
   std::vector<NamedTensor> buf_views_;  // per-parameter views of buf_
   int64_t steps_ = 0;
   bool fresh_buffer_ = true;  // the next step initialises the buffer (first_step)
+  Tensor lr_device_;          // see read_lr_from; undefined: lr by argument
 };
 
 }  // namespace scratchnet::train

@@ -70,6 +70,19 @@ void StepGraph::drop_graph() {
   }
 }
 
+uint64_t* StepGraph::offset_word() const {
+  return reinterpret_cast<uint64_t*>(offset_.data<int64_t>());
+}
+
+void StepGraph::store_scalars(float lr, bool offset) {
+  // Kernel launches on the engine stream: ordered before the replay, no sync.
+  if (lr != stored_lr_) {
+    lr_.fill_(lr);
+    stored_lr_ = lr;
+  }
+  if (offset) gen_.store_offset(offset_word());
+}
+
 void StepGraph::inputs(const Tensor& x, const Tensor& y) {
   if (!in_x_.defined() || in_x_.shape() != x.shape() || in_x_.dtype() != x.dtype() ||
       in_y_.shape() != y.shape() || in_y_.dtype() != y.dtype()) {
@@ -80,6 +93,9 @@ void StepGraph::inputs(const Tensor& x, const Tensor& y) {
     in_y_ = Tensor::empty(y.shape(), y.device(), y.dtype());
     loss_ = Tensor::empty({}, x.device(), DType::F32);
     correct_ = Tensor::empty({}, x.device(), DType::I32);
+    lr_ = Tensor::empty({}, x.device(), DType::F32);
+    offset_ = Tensor::empty({}, x.device(), DType::I64);
+    stored_lr_ = -1.0f;
   }
   in_x_.copy_(x);  // stream-ordered device copies: no sync
   in_y_.copy_(y);
@@ -87,6 +103,9 @@ void StepGraph::inputs(const Tensor& x, const Tensor& y) {
 
 bool StepGraph::capture(const Body& body, float lr) {
   const HostState before = save();
+  store_scalars(lr, true);  // what this step's launch right after the capture reads
+  opt_.read_lr_from(lr_);
+  gen_.capture_offsets(offset_word());
   CachingAllocator& alloc = CachingAllocator::of(in_x_.device());
   std::string failure;
   cuda::Graph graph;
@@ -108,11 +127,9 @@ bool StepGraph::capture(const Body& body, float lr) {
     failure = first_line(e.what());
   }
   alloc.end_graph_capture();
+  opt_.read_lr_from(Tensor());
+  gen_.capture_offsets(nullptr);
   const HostState after = save();
-  if (failure.empty() && after.gen_offset != before.gen_offset)
-    failure =
-        "the step draws random numbers (dropout), whose (seed, offset) are kernel arguments: "
-        "a replay would repeat the captured masks";
   if (failure.empty() && after.opt.steps != before.opt.steps + 1)
     failure = "the captured step did not count one optimizer step";
   if (!failure.empty()) {
@@ -126,38 +143,31 @@ bool StepGraph::capture(const Body& body, float lr) {
   counter_step_.assign(counters_.size(), 0);
   for (std::size_t i = 0; i < counters_.size(); ++i)
     counter_step_[i] = after.counters[i] - before.counters[i];
+  gen_step_ = after.gen_offset - before.gen_offset;
   graph_ = std::move(graph);
-  graph_lr_ = lr;
   ++captures_;
   graph_.launch();  // this step's work; its host side ran during the capture
   return true;
 }
 
-void StepGraph::replay() {
+void StepGraph::replay(float lr) {
+  store_scalars(lr, gen_step_ > 0);
   graph_.launch();
   ++replays_;
   opt_.count_replayed_step();
   for (std::size_t i = 0; i < counters_.size(); ++i)
     counters_[i].host<int64_t>()[0] += counter_step_[i];
+  gen_.set_state(gen_.seed(), gen_.offset() + gen_step_);  // the streams the replay drew
 }
 
 void StepGraph::step(const Tensor& x, const Tensor& y, float lr, const Body& body,
                      const Tensor& loss_slot, const Tensor& correct_slot) {
   inputs(x, y);
-  const bool same_lr = lr == last_lr_;
-  last_lr_ = lr;
-  if (graph_.valid() && lr == graph_lr_) {
-    replay();
-  } else if (!off_ && warm_ >= kWarmupSteps && same_lr && !opt_.host_state().fresh_buffer) {
-    drop_graph();  // a graph of another learning rate
+  if (graph_.valid()) {
+    replay(lr);
+  } else if (!off_ && warm_ >= kWarmupSteps && !opt_.host_state().fresh_buffer) {
     if (!capture(body, lr)) body(in_x_, in_y_, loss_, correct_);
   } else {
-    if (warm_ >= kWarmupSteps && !same_lr && !lr_note_) {
-      lr_note_ = true;
-      log_ << "note: CUDA graph: a step whose learning rate differs from the previous step's "
-              "runs eagerly (the rate is an argument of the SGD kernel); a new rate is captured "
-              "once it holds for two steps\n";
-    }
     body(in_x_, in_y_, loss_, correct_);
     ++warm_;
   }

@@ -11,16 +11,21 @@
 //   - memory: blocks handed out during the capture stay the graph's until it
 //     is destroyed (CachingAllocator::begin_graph_capture), so nothing
 //     allocated between replays (batches, the test pass) overlaps them.
-//   - per-step host values baked into kernel arguments:
-//       learning rate (an SGD argument): a graph replays only at the rate it
-//         was captured with; a step whose rate differs from the previous
-//         step's runs eagerly, and a new rate that holds for a second step is
-//         captured again (step schedules: once per change; cosine and
-//         warm-up change it every step, so those steps stay eager).
+//   - per-step host values, which a kernel argument would freeze at the
+//     captured value, live in two device scalars that the graph's kernels
+//     read when they run; before each replay the host writes them with a
+//     one-thread kernel launch on the engine stream (outside the graph, no
+//     sync):
+//       learning rate: the SGD kernel reads it from lr_ (SGD::read_lr_from
+//         during the capture), so every schedule (step, cosine, warm-up)
+//         replays the one graph at each step's own rate.
+//       dropout's stream offsets: drawn from the Generator per call; during
+//         the capture each CUDA dropout takes its offset as *offset_ + its
+//         distance from the step's first draw (Generator::capture_offsets),
+//         and a replay stores the generator's offset there first and then
+//         advances it by the step's draws, so every replay draws fresh masks,
+//         exactly the eager step's (same seed, same offsets).
 //       first_step of momentum SGD: never captured (warm-up steps come first).
-//       dropout's (seed, offset): drawn from the Generator per call; a step
-//         that draws is not captured (graphs off for the run, with a notice):
-//         replaying it would repeat one mask forever.
 //   - host-side counters that a step advances (the optimizer's step count,
 //     batch norm's num_batches_tracked, any int64 CPU buffer): their change
 //     during the capture is undone if the capture fails and applied again
@@ -33,6 +38,12 @@
 // every step with --no-cuda-graph, on the CPU, and with several ranks (the
 // gradient all-reduce runs between backward and the SGD step through MPI on
 // the host).
+//
+// What still prevents a capture: a host sync or cudaMalloc inside the step,
+// a call the stream capture does not support, several ranks, the CPU. Not
+// checked, so kept out of steps: random draws other than CUDA dropout's (a
+// host draw feeding a kernel argument would be frozen; none today) and a
+// dropout drawing from another Generator than the one given here.
 //
 // A failed capture (anything that throws inside it: an allocation the cache
 // cannot serve, a host sync, an unsupported call) is undone: the stream
@@ -78,7 +89,7 @@ class StepGraph {
   bool active() const { return enabled_ && !off_; }
 
   // One full-batch step at learning rate `lr` (already set on the
-  // optimizer): replayed, captured and replayed, or run eagerly through the
+  // optimizer): replayed, captured and launched, or run eagerly through the
   // graph's input buffers. The loss and correct count end in loss_slot and
   // correct_slot (views into the epoch's per-batch arrays).
   void step(const Tensor& x, const Tensor& y, float lr, const Body& body, const Tensor& loss_slot,
@@ -100,7 +111,11 @@ class StepGraph {
   void restore(const HostState& s);
   void inputs(const Tensor& x, const Tensor& y);
   bool capture(const Body& body, float lr);  // false: failed, graphs are off now
-  void replay();
+  void replay(float lr);
+  // Writes the step's rate into lr_ (when it changed) and, with `offset`, the
+  // generator's offset into offset_: stream-ordered launches.
+  void store_scalars(float lr, bool offset);
+  uint64_t* offset_word() const;
   void drop_graph();
   void turn_off(const std::string& why);
 
@@ -113,11 +128,12 @@ class StepGraph {
   std::vector<Tensor> counters_;       // the int64 CPU buffers (num_batches_tracked)
   std::vector<int64_t> counter_step_;  // how much a step advances each
   Tensor in_x_, in_y_, loss_, correct_;
+  Tensor lr_, offset_;       // 0-d F32, I64 on the device: the replay's rate and first offset
+  float stored_lr_ = -1.0f;  // what lr_ holds (rates are > 0)
+  uint64_t gen_step_ = 0;    // the streams one step draws (its dropout calls)
   cuda::Graph graph_;
   bool pool_ = false;  // the allocator holds a graph pool
-  float graph_lr_ = 0.0f, last_lr_ = -1.0f;
   int warm_ = 0;
-  bool lr_note_ = false;
   int captures_ = 0;
   int64_t replays_ = 0;
   std::string off_reason_;

@@ -1,5 +1,6 @@
 // SGD update on the GPU (torch.optim.SGD, dampening 0; see sgd.h): one
-// elementwise kernel over the parameter slab, the CPU reference's formulas.
+// elementwise kernel over the parameter slab, the CPU reference's formulas;
+// the rate from p.lr or, for a graph-captured step, from *p.lr_device.
 #include "kernels/cuda/launch.cuh"
 #include "kernels/sgd.h"
 
@@ -11,7 +12,8 @@ using namespace cudadetail;
 
 __global__ void sgd_kernel(int64_t n, SgdParams p, float* __restrict__ param,
                            const float* __restrict__ grad, float* __restrict__ buf) {
-  const float lr = p.lr, mu = p.momentum, wd = p.weight_decay;
+  const float lr = p.lr_device ? *p.lr_device : p.lr;
+  const float mu = p.momentum, wd = p.weight_decay;
   for (int64_t i = global_tid(); i < n; i += grid_stride()) {
     const float g = grad[i] + wd * param[i];
     if (mu == 0.0f) {
