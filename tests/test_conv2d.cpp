@@ -216,6 +216,47 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
   }
 }
 
+TEST_CASE("conv2d direct weight gradient matches im2col + GEMM and double", "[conv2d]") {
+  // The direct kernel (kernels/cpu/conv2d_direct.cpp) forced on, against the
+  // GEMM path forced on and the double reference: LeNet's first layer at
+  // batch 1, maps narrower than one 16-float block, wider than two, odd
+  // sizes, 3x3 and 5x5, with and without padding, on 1 and 2 threads.
+  const int threads = GENERATE(1, 2);
+  const ThreadCount thread_count(threads);
+  struct Path {
+    explicit Path(int path) { kernels::conv2d_cpu_weight_path_for_testing(path); }
+    ~Path() { kernels::conv2d_cpu_weight_path_for_testing(0); }
+  };
+  struct Case {
+    int N, C, H, W, K, R, pad;
+  };
+  const Case cases[] = {{1, 1, 28, 28, 6, 5, 2}, {3, 2, 9, 11, 4, 3, 1}, {2, 1, 7, 5, 3, 5, 2},
+                        {5, 3, 20, 37, 5, 5, 0}, {4, 1, 13, 17, 7, 3, 0}};
+  uint64_t seed = 90;
+  for (const Case& c : cases) {
+    INFO("threads=" << threads << " N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W
+                    << " K=" << c.K << " R=S=" << c.R << " pad=" << c.pad);
+    const auto p = kernels::conv2d_params(c.N, c.C, c.H, c.W, c.K, c.R, c.R, 1, c.pad);
+    const auto x = random_tensor({c.N, c.C, c.H, c.W}, seed++).to_vector();
+    const auto w = random_tensor({c.K, c.C, c.R, c.R}, seed++).to_vector();
+    const auto dy = random_tensor({c.N, c.K, p.P, p.Q}, seed++).to_vector();
+    const DirectConv want = direct_conv(p, x, w, {}, dy);
+    std::vector<float> dw(w.size(), 0.0f), db(c.K, 0.0f), dw_gemm = dw, db_gemm = db;
+    {
+      Path direct(2);
+      kernels::conv2d_backward_weight_cpu(p, x.data(), dy.data(), dw.data(), db.data());
+    }
+    {
+      Path gemm(1);
+      kernels::conv2d_backward_weight_cpu(p, x.data(), dy.data(), dw_gemm.data(), db_gemm.data());
+    }
+    const double tw = 1e-5 * tolerance_scale(c.N * p.P * p.Q);
+    require_close(dw, want.dw, tw, tw, "dw (direct)");
+    require_close(db, want.db, tw, tw, "db (direct)");
+    require_close(dw_gemm, want.dw, tw, tw, "dw (GEMM)");
+  }
+}
+
 TEST_CASE("conv2d backward kernels accumulate into their outputs", "[conv2d]") {
   const auto p = kernels::conv2d_params(2, 3, 6, 5, 4, 3, 2, 2, 1);
   const auto x = random_tensor({p.N, p.C, p.H, p.W}, 7).to_vector();
