@@ -33,8 +33,8 @@
 // GEMM spreads over the threads instead. Scratch buffers are thread_local and
 // grow to the largest layer seen, so a training step allocates nothing.
 //
-// The weight gradient of a few small filters over few channels (LeNet's
-// first layer) skips im2col and GEMM: kernels/cpu/conv2d_direct.cpp.
+// Stride-1 layers with few channels (LeNet's) skip im2col and GEMM where
+// that measured faster: kernels/cpu/conv2d_direct.cpp.
 #include "kernels/conv2d.h"
 
 #include <omp.h>
@@ -87,7 +87,7 @@ bool is_pointwise(const Conv2dParams& p) {
 // loads and stores are a small part of each micro-kernel call.
 constexpr int kGroupColumns = 256;
 int g_group_cap = 0;    // tests only: conv2d_cpu_cap_group_images_for_testing
-int g_weight_path = 0;  // tests only: conv2d_cpu_weight_path_for_testing
+int g_path = 0;         // tests only: conv2d_cpu_path_for_testing
 
 // How the batch is cut: `group` images per GEMM (the last group may be
 // short), `groups` groups, `threads` for the loop over the groups.
@@ -350,12 +350,20 @@ void conv2d_cpu_cap_group_images_for_testing(int images) {
   g_group_cap = images;
 }
 
-void conv2d_cpu_weight_path_for_testing(int path) {
-  g_weight_path = path;
+void conv2d_cpu_path_for_testing(int path) {
+  g_path = path;
 }
+
+namespace {
+bool use_direct(const Conv2dParams& p, ConvPass pass) {
+  if (g_path == 2) return conv2d_direct_applies(p);
+  return g_path == 0 && conv2d_direct_pays(p, pass);
+}
+}  // namespace
 
 void conv2d_forward_cpu(const Conv2dParams& p, const float* x, const float* w, const float* b,
                         float* y) {
+  if (use_direct(p, ConvPass::kForward)) return conv2d_forward_direct(p, x, w, b, y);
   const Plan pl = plan(p);
   const float* wp = pack_weights(p, w, false);
   RegionErrors errors;
@@ -366,6 +374,7 @@ void conv2d_forward_cpu(const Conv2dParams& p, const float* x, const float* w, c
 }
 
 void conv2d_backward_data_cpu(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  if (use_direct(p, ConvPass::kData)) return conv2d_backward_data_direct(p, dy, w, dx);
   const Plan pl = plan(p);
   const float* wtp = pack_weights(p, w, true);
   RegionErrors errors;
@@ -379,7 +388,7 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
                                 float* db) {
   // The direct kernel (kernels/cpu/conv2d_direct.cpp) where it pays, one
   // image at a time; else im2col + GEMM over the plan's groups.
-  const bool direct = g_weight_path == 2 || (g_weight_path == 0 && conv2d_weight_direct_pays(p));
+  const bool direct = use_direct(p, ConvPass::kWeight);
   Plan pl = plan(p);
   if (direct) {
     // One run of images per thread.
