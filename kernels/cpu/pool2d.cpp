@@ -140,60 +140,64 @@ bool tiles_exactly(const Pool2dParams& p) {
   return p.R == p.S && p.R == p.stride && p.pad == 0;
 }
 
-void avg_pool2d_forward_tiled(const Pool2dParams& p, const float* x, float* y) {
-  const int planes = p.N * p.C, W = p.W, P = p.P, Q = p.Q, R = p.R;
-  const int64_t in_plane = static_cast<int64_t>(p.H) * W;
-  const int64_t out_plane = static_cast<int64_t>(P) * Q;
-  const float inv = 1.0f / static_cast<float>(R * R);
+// row(i, o) for every output row of every plane, the planes split over the
+// threads: i is the offset of the row's first input row in x (and dx), o of
+// the output row in y (and dy).
+template <typename F>
+void for_each_output_row(const Pool2dParams& p, F row) {
+  const int planes = p.N * p.C;
+  const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
+  const int64_t out_plane = static_cast<int64_t>(p.P) * p.Q;
 #pragma omp parallel for schedule(static)
-  for (int nc = 0; nc < planes; ++nc) {
-    for (int oh = 0; oh < P; ++oh) {
-      const float* __restrict in = x + nc * in_plane + static_cast<int64_t>(oh) * R * W;
-      float* __restrict out = y + nc * out_plane + static_cast<int64_t>(oh) * Q;
-      if (R == 2) {
-        const float* __restrict in1 = in + W;
-        for (int ow = 0; ow < Q; ++ow)
-          out[ow] = (0.0f + in[2 * ow] + in[2 * ow + 1] + in1[2 * ow] + in1[2 * ow + 1]) * inv;
-        continue;
-      }
-      for (int ow = 0; ow < Q; ++ow) {
-        float s = 0.0f;
-        for (int h = 0; h < R; ++h)
-          for (int w = 0; w < R; ++w) s += in[h * W + ow * R + w];
-        out[ow] = s * inv;
-      }
+  for (int nc = 0; nc < planes; ++nc)
+    for (int oh = 0; oh < p.P; ++oh)
+      row(nc * in_plane + static_cast<int64_t>(oh) * p.R * p.W, nc * out_plane + oh * p.Q);
+}
+
+void avg_pool2d_forward_tiled(const Pool2dParams& p, const float* x, float* y) {
+  const int W = p.W, Q = p.Q, R = p.R;
+  const float inv = 1.0f / static_cast<float>(R * R);
+  for_each_output_row(p, [&](int64_t i, int64_t o) {
+    const float* __restrict in = x + i;
+    float* __restrict out = y + o;
+    if (R == 2) {
+      const float* __restrict in1 = in + W;
+      for (int ow = 0; ow < Q; ++ow)
+        out[ow] = (0.0f + in[2 * ow] + in[2 * ow + 1] + in1[2 * ow] + in1[2 * ow + 1]) * inv;
+      return;
     }
-  }
+    for (int ow = 0; ow < Q; ++ow) {
+      float s = 0.0f;
+      for (int h = 0; h < R; ++h)
+        for (int w = 0; w < R; ++w) s += in[h * W + ow * R + w];
+      out[ow] = s * inv;
+    }
+  });
 }
 
 void avg_pool2d_backward_tiled(const Pool2dParams& p, const float* dy, float* dx) {
-  const int planes = p.N * p.C, W = p.W, P = p.P, Q = p.Q, R = p.R;
-  const int64_t in_plane = static_cast<int64_t>(p.H) * W;
-  const int64_t out_plane = static_cast<int64_t>(P) * Q;
+  const int W = p.W, Q = p.Q, R = p.R;
   const float inv = 1.0f / static_cast<float>(R * R);
-#pragma omp parallel for schedule(static)
-  for (int nc = 0; nc < planes; ++nc) {
-    for (int oh = 0; oh < P; ++oh) {
-      const float* __restrict g = dy + nc * out_plane + static_cast<int64_t>(oh) * Q;
-      float* __restrict out = dx + nc * in_plane + static_cast<int64_t>(oh) * R * W;
-      if (R == 2) {
-        float* __restrict out1 = out + W;
-        for (int ow = 0; ow < Q; ++ow) {
-          const float v = g[ow] * inv;
-          out[2 * ow] += v;
-          out[2 * ow + 1] += v;
-          out1[2 * ow] += v;
-          out1[2 * ow + 1] += v;
-        }
-        continue;
+  for_each_output_row(p, [&](int64_t i, int64_t o) {
+    const float* __restrict g = dy + o;
+    float* __restrict out = dx + i;
+    if (R == 2) {
+      float* __restrict out1 = out + W;
+      for (int ow = 0; ow < Q; ++ow) {
+        const float v = g[ow] * inv;
+        out[2 * ow] += v;
+        out[2 * ow + 1] += v;
+        out1[2 * ow] += v;
+        out1[2 * ow + 1] += v;
       }
-      for (int h = 0; h < R; ++h)
-        for (int ow = 0; ow < Q; ++ow) {
-          const float v = g[ow] * inv;
-          for (int w = 0; w < R; ++w) out[h * W + ow * R + w] += v;
-        }
+      return;
     }
-  }
+    for (int h = 0; h < R; ++h)
+      for (int ow = 0; ow < Q; ++ow) {
+        const float v = g[ow] * inv;
+        for (int w = 0; w < R; ++w) out[h * W + ow * R + w] += v;
+      }
+  });
 }
 
 }  // namespace
