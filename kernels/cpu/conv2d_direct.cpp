@@ -26,12 +26,15 @@ namespace scratchnet::kernels {
 
 namespace {
 
-// Floats per vector: one AVX-512 register; two AVX2 ones would leave the
-// forward's 12 accumulators 24 of 16 registers, so 8 without AVX-512.
-#ifdef __AVX512F__
+// Floats per vector: one register of the widest kind the build targets
+// (-march), so the forward's 12 accumulators fit AVX2's and SSE's 16
+// registers, and no vector wider than the target's is passed by value.
+#if defined(__AVX512F__)
 constexpr int kBlock = 16;
-#else
+#elif defined(__AVX__)
 constexpr int kBlock = 8;
+#else
+constexpr int kBlock = 4;
 #endif
 
 int round_up(int v, int m) {
@@ -46,8 +49,8 @@ DirectScratch& direct_scratch() {
   return s;
 }
 
-// kBlock floats in GCC's generic vector type: one register with AVX-512 or
-// AVX2, two SSE ones; loads through memcpy are unaligned moves.
+// kBlock floats in GCC's generic vector type (one register); loads through
+// memcpy are unaligned moves.
 typedef float vec __attribute__((vector_size(kBlock * sizeof(float))));
 inline vec load(const float* p) {
   vec v;
