@@ -179,24 +179,23 @@ void avg_pool2d_backward_tiled(const Pool2dParams& p, const float* dy, float* dx
   const int W = p.W, Q = p.Q, R = p.R;
   const float inv = 1.0f / static_cast<float>(R * R);
   for_each_output_row(p, [&](int64_t i, int64_t o) {
-    const float* __restrict g = dy + o;
-    float* __restrict out = dx + i;
-    if (R == 2) {
-      float* __restrict out1 = out + W;
-      for (int ow = 0; ow < Q; ++ow) {
-        const float v = g[ow] * inv;
-        out[2 * ow] += v;
-        out[2 * ow + 1] += v;
-        out1[2 * ow] += v;
-        out1[2 * ow + 1] += v;
+    // Each of the window's R input rows gets every output's share.
+    for (int h = 0; h < R; ++h) {
+      const float* __restrict g = dy + o;
+      float* __restrict out = dx + i + static_cast<int64_t>(h) * W;
+      if (R == 2) {  // a constant window width: vectorised
+        for (int ow = 0; ow < Q; ++ow) {
+          const float v = g[ow] * inv;
+          out[2 * ow] += v;
+          out[2 * ow + 1] += v;
+        }
+      } else {
+        for (int ow = 0; ow < Q; ++ow) {
+          const float v = g[ow] * inv;
+          for (int w = 0; w < R; ++w) out[ow * R + w] += v;
+        }
       }
-      return;
     }
-    for (int h = 0; h < R; ++h)
-      for (int ow = 0; ow < Q; ++ow) {
-        const float v = g[ow] * inv;
-        for (int w = 0; w < R; ++w) out[h * W + ow * R + w] += v;
-      }
   });
 }
 
