@@ -28,6 +28,10 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
 // own choice), so the per-image path and short last groups are reachable
 // with small shapes. Not thread-safe; set it between calls.
 void conv2d_cpu_cap_group_images_for_testing(int images);
+// Tests only: the CPU kernels' path, 0 their choice, 1 always im2col + GEMM,
+// 2 the direct kernels wherever they apply (kernels/cpu/conv2d_direct.h).
+// Not thread-safe; set it between calls.
+void conv2d_cpu_path_for_testing(int path);
 
 #ifdef SCRATCHNET_WITH_CUDA
 // CUDA: implicit-GEMM kernels (kernels/cuda/conv2d.cu).

@@ -19,6 +19,8 @@ namespace scratchnet::kernels {
 void relu_forward_cpu(int64_t n, const float* x, float* y);
 void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx, bool write = false);
 void sigmoid_forward_cpu(int64_t n, const float* x, float* y);
+// std::exp, one thread: the oracle of the polynomial exp above (tests).
+void sigmoid_forward_cpu_plain(int64_t n, const float* x, float* y);
 void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
 void add_forward_cpu(int64_t n, const float* a, const float* b, float* y);
 void add_relu_forward_cpu(int64_t n, const float* a, const float* b, float* y);

@@ -29,6 +29,10 @@ void max_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, const int32
                              float* dx);
 void avg_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y);
 void avg_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, float* dx);
+// Every window clipped and indexed on its own: the tests' oracle for the
+// fast path above takes when windows tile the input (R = S = stride, pad 0).
+void avg_pool2d_forward_cpu_plain(const Pool2dParams& p, const float* x, float* y);
+void avg_pool2d_backward_cpu_plain(const Pool2dParams& p, const float* dy, float* dx);
 // planes = N*C, each of size hw; y has one value per plane.
 void global_avg_pool_forward_cpu(int planes, int hw, const float* x, float* y);
 void global_avg_pool_backward_cpu(int planes, int hw, const float* dy, float* dx);

@@ -216,6 +216,60 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
   }
 }
 
+TEST_CASE("conv2d direct kernels match im2col + GEMM and double", "[conv2d]") {
+  // The direct kernels (kernels/cpu/conv2d_direct.cpp) forced on, against the
+  // GEMM path forced on and the double reference: LeNet's layers (conv1 at
+  // batch 1), maps narrower than one vector and wider than two, odd sizes,
+  // 3x3 and 5x5, with and without padding, channel counts that leave the
+  // 6-filter blocks part empty, on 1 and 2 threads; backward from 1 (+=).
+  const int threads = GENERATE(1, 2);
+  const ThreadCount thread_count(threads);
+  struct Path {
+    explicit Path(int path) { kernels::conv2d_cpu_path_for_testing(path); }
+    ~Path() { kernels::conv2d_cpu_path_for_testing(0); }
+  };
+  struct Case {
+    int N, C, H, W, K, R, pad;
+  };
+  const Case cases[] = {{1, 1, 28, 28, 6, 5, 2}, {3, 6, 14, 14, 16, 5, 0},
+                        {3, 2, 9, 11, 4, 3, 1},  {2, 1, 7, 5, 3, 5, 2},
+                        {5, 3, 20, 37, 5, 5, 0}, {4, 7, 13, 17, 13, 3, 2}};
+  uint64_t seed = 90;
+  for (const Case& c : cases) {
+    INFO("threads=" << threads << " N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W
+                    << " K=" << c.K << " R=S=" << c.R << " pad=" << c.pad);
+    const auto p = kernels::conv2d_params(c.N, c.C, c.H, c.W, c.K, c.R, c.R, 1, c.pad);
+    const auto x = random_tensor({c.N, c.C, c.H, c.W}, seed++).to_vector();
+    const auto w = random_tensor({c.K, c.C, c.R, c.R}, seed++).to_vector();
+    const auto b = random_tensor({c.K}, seed++).to_vector();
+    const auto dy = random_tensor({c.N, c.K, p.P, p.Q}, seed++).to_vector();
+    const DirectConv want = direct_conv(p, x, w, b, dy);
+    struct Result {
+      std::vector<float> y, dx, dw, db;
+    };
+    const auto run = [&](int path) {
+      const Path forced(path);
+      Result r{std::vector<float>(dy.size(), 0.0f), std::vector<float>(x.size(), 1.0f),
+               std::vector<float>(w.size(), 1.0f), std::vector<float>(c.K, 1.0f)};
+      kernels::conv2d_forward_cpu(p, x.data(), w.data(), b.data(), r.y.data());
+      kernels::conv2d_backward_data_cpu(p, dy.data(), w.data(), r.dx.data());
+      kernels::conv2d_backward_weight_cpu(p, x.data(), dy.data(), r.dw.data(), r.db.data());
+      return r;
+    };
+    for (int path : {2, 1}) {
+      INFO((path == 2 ? "direct" : "GEMM"));
+      const Result r = run(path);
+      const double ty = 1e-5 * tolerance_scale(c.C * c.R * c.R);
+      const double tx = 1e-5 * tolerance_scale(c.K * c.R * c.R);
+      const double tw = 1e-5 * tolerance_scale(c.N * p.P * p.Q);
+      require_close(r.y, want.y, ty, ty, "y");
+      require_close(r.dx, plus_one(want.dx), tx, tx, "dx");
+      require_close(r.dw, plus_one(want.dw), tw, tw, "dw");
+      require_close(r.db, plus_one(want.db), tw, tw, "db");
+    }
+  }
+}
+
 TEST_CASE("conv2d backward kernels accumulate into their outputs", "[conv2d]") {
   const auto p = kernels::conv2d_params(2, 3, 6, 5, 4, 3, 2, 2, 1);
   const auto x = random_tensor({p.N, p.C, p.H, p.W}, 7).to_vector();

@@ -4,6 +4,7 @@
 // computed here in double from the same formula: 1 float rounding of the
 // result plus expf's ~1 ulp, so atol = rtol = 1e-6.
 #include <cmath>
+#include <limits>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -90,6 +91,42 @@ TEST_CASE("pointwise kernels accumulate and cover the parallel path", "[elementw
   bad = 0;
   for (int64_t i = 0; i < n; ++i) bad += y[i] != 2.5f + xv[i];
   CHECK(bad == 0);
+}
+
+TEST_CASE("vectorised sigmoid matches the plain std::exp loop and double", "[elementwise]") {
+  // The polynomial exp (~1 ulp) against the plain loop and against double,
+  // under the file's rule: the whole range of float inputs that give a
+  // result other than 0 or 1 and beyond, lengths that leave vector tails,
+  // one and two threads' worth.
+  for (int64_t n : {int64_t{1}, int64_t{17}, int64_t{(1 << 16) + 3}}) {
+    INFO("n=" << n);
+    const auto x = random_tensor({n}, 21, -95.0f, 95.0f).to_vector();
+    std::vector<float> y(n), y_plain(n), want(n);
+    kernels::sigmoid_forward_cpu(n, x.data(), y.data());
+    kernels::sigmoid_forward_cpu_plain(n, x.data(), y_plain.data());
+    for (int64_t i = 0; i < n; ++i)
+      want[i] = static_cast<float>(1.0 / (1.0 + std::exp(-double(x[i]))));
+    require_close(y, want, 1e-6, 1e-6, "sigmoid (vectorised)");
+    require_close(y_plain, want, 1e-6, 1e-6, "sigmoid (plain)");
+  }
+  // The edges of the exp's range and special values: the same answers as std::exp.
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> x = {-inf, inf,   -1000.0f, 1000.0f, -89.5f, -88.5f, -88.0f, -87.0f,
+                                87.0f, 88.0f, 88.5f,    89.5f,   -0.0f,  0.0f,   -17.0f, 17.0f};
+  std::vector<float> y(x.size()), y_plain(x.size());
+  kernels::sigmoid_forward_cpu(static_cast<int64_t>(x.size()), x.data(), y.data());
+  kernels::sigmoid_forward_cpu_plain(static_cast<int64_t>(x.size()), x.data(), y_plain.data());
+  require_close(y, y_plain, 1e-6, 1e-6, "sigmoid edges");
+  CHECK(y[0] == 0.0f);
+  CHECK(y[1] == 1.0f);
+  CHECK(y[2] == 0.0f);
+  CHECK(y[3] == 1.0f);
+  CHECK(y[12] == 0.5f);
+  CHECK(y[13] == 0.5f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  float yn = 0.0f;
+  kernels::sigmoid_forward_cpu(1, &nan, &yn);
+  CHECK(std::isnan(yn));
 }
 
 TEST_CASE("accumulate adds in place through the op", "[elementwise]") {

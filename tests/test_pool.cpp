@@ -10,6 +10,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "kernels/pool2d.h"
 #include "test_helpers.h"
 
 using namespace scratchnet;
@@ -161,6 +162,34 @@ TEST_CASE("avg_pool2d backward conserves gradient mass when windows tile", "[poo
   const double mx = std::accumulate(xv.begin(), xv.end(), 0.0) / xv.size();
   const double my = std::accumulate(yv.begin(), yv.end(), 0.0) / yv.size();
   CHECK(std::fabs(mx - my) <= 1e-6);
+}
+
+TEST_CASE("avg_pool2d fast path for tiling windows equals the plain loops bit for bit", "[pool]") {
+  // The fast path adds each window in the plain loops' order, so equality is
+  // exact: LeNet's 2x2 maps, odd sizes whose last row / column no window
+  // reaches, a 3x3 stride 3 window, batch 1; and the overlapping or padded
+  // windows that must not take it.
+  struct Case {
+    int N, C, H, W, R, stride, pad;
+  };
+  for (const Case& c : {Case{4, 6, 28, 28, 2, 2, 0}, Case{1, 1, 7, 9, 2, 2, 0},
+                        Case{2, 3, 10, 11, 3, 3, 0}, Case{3, 2, 5, 5, 5, 5, 0},
+                        Case{2, 2, 9, 8, 3, 2, 1}, Case{1, 3, 6, 7, 2, 1, 0}}) {
+    INFO("N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W << " R=" << c.R
+              << " stride=" << c.stride << " pad=" << c.pad);
+    const auto p = kernels::pool2d_params("avg_pool2d", c.N, c.C, c.H, c.W, c.R, c.R, c.stride,
+                                          c.pad);
+    const auto x = random_tensor({c.N, c.C, c.H, c.W}, 11).to_vector();
+    const auto dy = random_tensor({c.N, c.C, p.P, p.Q}, 12).to_vector();
+    const auto dx0 = random_tensor({c.N, c.C, c.H, c.W}, 13).to_vector();
+    std::vector<float> y(dy.size(), 7.0f), y_plain(dy.size(), -7.0f), dx = dx0, dx_plain = dx0;
+    kernels::avg_pool2d_forward_cpu(p, x.data(), y.data());
+    kernels::avg_pool2d_forward_cpu_plain(p, x.data(), y_plain.data());
+    CHECK(y == y_plain);
+    kernels::avg_pool2d_backward_cpu(p, dy.data(), dx.data());
+    kernels::avg_pool2d_backward_cpu_plain(p, dy.data(), dx_plain.data());
+    CHECK(dx == dx_plain);
+  }
 }
 
 TEST_CASE("global_avg_pool averages each plane", "[pool]") {

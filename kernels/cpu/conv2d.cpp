@@ -32,6 +32,9 @@
 // With fewer (inference on one picture) the groups run in turn and each
 // GEMM spreads over the threads instead. Scratch buffers are thread_local and
 // grow to the largest layer seen, so a training step allocates nothing.
+//
+// Stride-1 layers with few channels (LeNet's) skip im2col and GEMM where
+// that measured faster: kernels/cpu/conv2d_direct.cpp.
 #include "kernels/conv2d.h"
 
 #include <omp.h>
@@ -42,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/conv2d_direct.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 
@@ -82,7 +86,8 @@ bool is_pointwise(const Conv2dParams& p) {
 // packed weight panel, and a weight-gradient depth long enough that dw's
 // loads and stores are a small part of each micro-kernel call.
 constexpr int kGroupColumns = 256;
-int g_group_cap = 0;  // tests only: conv2d_cpu_cap_group_images_for_testing
+int g_group_cap = 0;    // tests only: conv2d_cpu_cap_group_images_for_testing
+int g_path = 0;         // tests only: conv2d_cpu_path_for_testing
 
 // How the batch is cut: `group` images per GEMM (the last group may be
 // short), `groups` groups, `threads` for the loop over the groups.
@@ -345,8 +350,20 @@ void conv2d_cpu_cap_group_images_for_testing(int images) {
   g_group_cap = images;
 }
 
+void conv2d_cpu_path_for_testing(int path) {
+  g_path = path;
+}
+
+namespace {
+bool use_direct(const Conv2dParams& p, ConvPass pass) {
+  if (g_path == 2) return conv2d_direct_applies(p);
+  return g_path == 0 && conv2d_direct_pays(p, pass);
+}
+}  // namespace
+
 void conv2d_forward_cpu(const Conv2dParams& p, const float* x, const float* w, const float* b,
                         float* y) {
+  if (use_direct(p, ConvPass::kForward)) return conv2d_forward_direct(p, x, w, b, y);
   const Plan pl = plan(p);
   const float* wp = pack_weights(p, w, false);
   RegionErrors errors;
@@ -357,6 +374,7 @@ void conv2d_forward_cpu(const Conv2dParams& p, const float* x, const float* w, c
 }
 
 void conv2d_backward_data_cpu(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  if (use_direct(p, ConvPass::kData)) return conv2d_backward_data_direct(p, dy, w, dx);
   const Plan pl = plan(p);
   const float* wtp = pack_weights(p, w, true);
   RegionErrors errors;
@@ -368,10 +386,26 @@ void conv2d_backward_data_cpu(const Conv2dParams& p, const float* dy, const floa
 
 void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const float* dy, float* dw,
                                 float* db) {
-  const Plan pl = plan(p);
+  // The direct kernel (kernels/cpu/conv2d_direct.cpp) where it pays, one
+  // image at a time; else im2col + GEMM over the plan's groups.
+  const bool direct = use_direct(p, ConvPass::kWeight);
+  Plan pl = plan(p);
+  if (direct) {
+    // One run of images per thread.
+    const int t = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int g = (p.N + t - 1) / t, groups = (p.N + g - 1) / g;
+    pl = Plan{g, groups, groups};
+  }
+  const auto accumulate = [&](int i, float* dwp, float* dbp) {
+    const int n0 = i * pl.group, g = group_size(p, pl, i);
+    if (!direct) return accumulate_weight_grad(p, x, dy, n0, g, dwp, dbp);
+    conv2d_weight_direct(p, x, dy, n0, g, dwp);
+    const long kpq = static_cast<long>(p.K) * p.P * p.Q;
+    if (dbp)
+      for (int n = n0; n < n0 + g; ++n) add_row_sums(dy + n * kpq, p.K, p.P * p.Q, dbp);
+  };
   if (pl.threads == 1) {
-    for (int i = 0; i < pl.groups; ++i)
-      accumulate_weight_grad(p, x, dy, i * pl.group, group_size(p, pl, i), dw, db);
+    for (int i = 0; i < pl.groups; ++i) accumulate(i, dw, db);
     return;
   }
   const int threads = pl.threads;
@@ -390,11 +424,7 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
     // static: each thread's set of groups, and so the rounding, is fixed.
 #pragma omp for schedule(static)
     for (int i = 0; i < pl.groups; ++i) {
-      if (mine)
-        errors.run([&] {
-          accumulate_weight_grad(p, x, dy, i * pl.group, group_size(p, pl, i), mine,
-                                 db ? mine + wsize : nullptr);
-        });
+      if (mine) errors.run([&] { accumulate(i, mine, db ? mine + wsize : nullptr); });
     }
     // After the implicit barrier above every partial is complete; on an error
     // dw and db are left as they were.
