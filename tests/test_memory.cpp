@@ -24,6 +24,7 @@
 #include "models/models.h"
 #include "test_helpers.h"
 #include "tools/bench_modes.h"
+#include "tools/bench_rss.h"
 
 using namespace scratchnet;
 using namespace scratchnet::testing;
@@ -291,4 +292,26 @@ TEST_CASE("bench model-step mode reports the saved activations", "[memory][bench
   const auto r = tools::bench::run_step_bench(o);
   CHECK(r.saved_bytes == lenet_ledger(8).bytes());
   CHECK(r.peak_mem_mib > 0);
+}
+
+// The resident-set watch behind bench's rss_growth_MiB (and, in Python, the
+// PyTorch side of tools/bench_vs_torch_cpu.py): memory touched after start()
+// counts once, and its peak stays counted after it is freed.
+TEST_CASE("RssWatch counts memory touched after it starts, and keeps the peak", "[memory][bench]") {
+  INFO("reads /proc/self/status: Linux only, as the benchmark");
+  REQUIRE(tools::bench::proc_status_mib("VmRSS") > 0);
+  tools::bench::RssWatch watch;
+  watch.start();
+  constexpr std::size_t kBytes = std::size_t{64} << 20;
+  {
+    std::vector<char> block(kBytes, 1);  // every page touched
+    CHECK(watch.growth_mib() >= 63.0);
+  }
+  // Freed (a block this size goes back to the system at once), but the peak stays.
+  CHECK(watch.growth_mib() >= 63.0);
+  if (watch.hwm_reset()) {
+    tools::bench::RssWatch again;
+    again.start();  // the peak starts over: 64 MiB are not counted twice
+    CHECK(again.growth_mib() < 32.0);
+  }
 }
