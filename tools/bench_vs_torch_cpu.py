@@ -265,16 +265,7 @@ def cmd_report(a):
         head.append(f"ratio {versions.get(s, '?')}")
     rows = [head]
     for cfg in a.configs:
-        model, hw, bs = cfg.split(":")
-        key = f"{model}-{hw}-{bs}"
-        row = [f"{model} ({hw}, {bs})"]
-        med = {}
-        for s in sides:
-            med[s], text = median_cell(runs.get((key, s), []), "ms_per_step")
-            row.append(text)
-        for s in sides[1:]:
-            row.append(ratio_cell(med[s], med["ours"]))
-        rows.append(row)
+        rows.append(compare_row(runs, sides, cfg, "ms_per_step")[1])
     n_rounds = max((len(v) for v in runs.values()), default=0)
     print(f"median ms per training step over {n_rounds} round(s) "
           f"[min-max of the rounds' medians]; each round's figure is the median of "
@@ -303,6 +294,20 @@ def ratio_cell(theirs, ours):
     return f"{theirs / ours:.2f}" if theirs is not None and ours else "-"
 
 
+def compare_row(runs, sides, cfg, field):
+    """(result key, [config, each side's median cell, each PyTorch / ours ratio])."""
+    model, hw, bs = cfg.split(":")
+    key = f"{model}-{hw}-{bs}"
+    row = [f"{model} ({hw}, {bs})"]
+    med = {}
+    for s in sides:
+        med[s], text = median_cell(runs.get((key, s), []), field)
+        row.append(text)
+    for s in sides[1:]:
+        row.append(ratio_cell(med[s], med["ours"]))
+    return key, row
+
+
 def print_memory_table(runs, sides, label, configs):
     """Resident-set growth over the steps, each side measuring itself: RSS once
     model, optimizer and batch are built -> peak (VmHWM) over warm-up + timed
@@ -318,15 +323,7 @@ def print_memory_table(runs, sides, label, configs):
     head.append("ours allocator peak MiB")
     rows = [head]
     for cfg in configs:
-        model, hw, bs = cfg.split(":")
-        key = f"{model}-{hw}-{bs}"
-        row = [f"{model} ({hw}, {bs})"]
-        grow = {}
-        for s in sides:
-            grow[s], text = median_cell(runs.get((key, s), []), "rss_growth_MiB")
-            row.append(text)
-        for s in sides[1:]:
-            row.append(ratio_cell(grow[s], grow["ours"]))
+        key, row = compare_row(runs, sides, cfg, "rss_growth_MiB")
         for s in sides[1:]:
             row.append(median_cell(runs.get((key, s), []), "rss_setup_MiB")[1])
         row.append(median_cell(runs.get((key, "ours"), []), "peak_mem_MiB")[1])
