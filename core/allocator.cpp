@@ -63,8 +63,8 @@ void CachingAllocator::system_free(void* ptr, std::size_t bytes) {
 void* CachingAllocator::allocate(std::size_t bytes) {
   const std::size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu_);
-  // Best fit among cached blocks, but never hand out a block more than twice
-  // the request: that would strand memory.
+  // Best fit among cached blocks, but on a GPU never a block more than twice
+  // the request: that would strand device memory (the CPU: see below).
   void* ptr = nullptr;
   std::size_t got = size;
   if (graph_capture_) {
@@ -82,7 +82,12 @@ void* CachingAllocator::allocate(std::size_t bytes) {
     }
   }
   auto it = free_.lower_bound(size);
-  if (it != free_.end() && it->first <= 2 * size) {
+  // On the CPU a cached block is resident whatever it serves: taking a larger
+  // one than twice the request (the smallest there is) costs no memory, where
+  // asking the system would add the whole request. On a GPU the 2x cap
+  // stands: a stranded half there is capacity another tensor may need.
+  const bool fits = it != free_.end() && (it->first <= 2 * size || device_.is_cpu());
+  if (fits) {
     ptr = it->second;
     got = it->first;
     free_.erase(it);

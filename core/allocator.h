@@ -1,6 +1,9 @@
 // A caching allocator per device. Freed blocks go back to a free list keyed by
 // size and are handed out again for requests of (nearly) the same size, so a
-// training step after warm-up makes no cudaMalloc / malloc at all. All work
+// training step after warm-up makes no cudaMalloc / malloc at all. On the
+// CPU, where a cached block is resident memory already, a request that no
+// block of up to twice its size fits takes any larger cached block before
+// the system is asked (the resident set then does not grow). All work
 // runs on one stream, so a block freed on the host may be reused by the next
 // kernel without a sync: stream order already protects it.
 //

@@ -24,6 +24,7 @@
 #include "models/models.h"
 #include "test_helpers.h"
 #include "tools/bench_modes.h"
+#include "tools/bench_rss.h"
 
 using namespace scratchnet;
 using namespace scratchnet::testing;
@@ -291,4 +292,45 @@ TEST_CASE("bench model-step mode reports the saved activations", "[memory][bench
   const auto r = tools::bench::run_step_bench(o);
   CHECK(r.saved_bytes == lenet_ledger(8).bytes());
   CHECK(r.peak_mem_mib > 0);
+}
+
+// The resident-set watch behind bench's rss_growth_MiB (and, in Python, the
+// PyTorch side of tools/bench_vs_torch_cpu.py): memory touched after start()
+// counts once, and its peak stays counted after it is freed.
+TEST_CASE("RssWatch counts memory touched after it starts, and keeps the peak", "[memory][bench]") {
+  INFO("reads /proc/self/status: Linux only, as the benchmark");
+  REQUIRE(tools::bench::proc_status_mib("VmRSS") > 0);
+  tools::bench::RssWatch watch;
+  watch.start();
+  constexpr std::size_t kBytes = std::size_t{64} << 20;
+  {
+    std::vector<char> block(kBytes, 1);  // every page touched
+    CHECK(watch.growth_mib() >= 63.0);
+  }
+  // Freed (a block this size goes back to the system at once), but the peak stays.
+  CHECK(watch.growth_mib() >= 63.0);
+  if (watch.hwm_reset()) {
+    tools::bench::RssWatch again;
+    again.start();  // the peak starts over: 64 MiB are not counted twice
+    CHECK(again.growth_mib() < 32.0);
+  }
+}
+
+// On the CPU a request that no cached block within twice its size fits takes
+// the smallest larger cached block: that block is resident anyway, a system
+// allocation would add the whole request to the resident set (VGG-11 (224, 8):
+// the step's RSS growth 758 -> 680 MiB, LeNet (28, 256) 23.4 -> 21.4).
+TEST_CASE("CPU allocator serves a request from a cached block over twice its size", "[memory][allocator]") {
+  auto& alloc = CachingAllocator::of(Device::cpu());
+  alloc.release_cached();
+  { Tensor big = Tensor::empty({16, 1024, 1024}); }  // 64 MiB, cached
+  const AllocatorStats before = alloc.stats();
+  {
+    Tensor small = Tensor::empty({1024, 1024});  // 4 MiB: 16x smaller
+    const AllocatorStats now = alloc.stats();
+    CHECK(now.system_allocs == before.system_allocs);
+    CHECK(now.cache_hits == before.cache_hits + 1);
+    CHECK(now.reserved == before.reserved);
+  }
+  alloc.release_cached();
 }

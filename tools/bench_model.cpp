@@ -33,6 +33,7 @@
 #include "layers/module.h"
 #include "models/models.h"
 #include "tools/bench_modes.h"
+#include "tools/bench_rss.h"
 #include "train/optimizer.h"
 #include "train/step_graph.h"
 
@@ -226,6 +227,8 @@ StepReport run_step_bench(const StepOptions& o) {
   };
 
   Timer timer(d);
+  RssWatch rss;  // model, optimizer and batch are in place: the steps' growth from here
+  rss.start();
   for (int i = 0; i < o.warmup; ++i) step();
   StepReport r;
   {  // one more step, measuring what its graph saves between forward and backward
@@ -239,6 +242,7 @@ StepReport run_step_bench(const StepOptions& o) {
   CachingAllocator::of(d).reset_peak();
   r.t = timer.time_sequence(o.steps, step);
   r.peak_mem_mib = double(CachingAllocator::of(d).stats().peak_in_use) / double(1 << 20);
+  r.rss_growth_mib = rss.growth_mib();
   r.device = d.str();
   r.device_name = d.is_cuda() ? cuda::device_name(d.index) : "host CPU";
   r.model = o.model, r.batch = batch, r.image_size = hw, r.steps = o.steps, r.warmup = o.warmup;

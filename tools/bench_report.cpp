@@ -212,6 +212,7 @@ void write_step_report(const StepReport& r, const std::string& format, int top, 
         {"time", stats_json(r.t)}, {"img_per_s", r.img_per_s}, {"peak_mem_MiB", r.peak_mem_mib},
         {"profile", nullptr}};
     j["saved_activation_bytes"] = r.saved_bytes;
+    j["rss_growth_MiB"] = r.rss_growth_mib;
     j["saved_activation_MiB"] = double(r.saved_bytes) / double(1 << 20);
     // The eager step above; the CUDA graph replay of it here (null without one).
     j["cuda_graph"] = nullptr;

@@ -58,6 +58,7 @@ struct StepReport {
   Stats t;  // per step
   double img_per_s = 0;
   double peak_mem_mib = 0;  // allocator's peak in use over the timed steps
+  double rss_growth_mib = 0;  // process peak RSS over warm-up + steps - RSS after setup
   // Activations the autograd graph keeps between forward and backward
   // (core/autograd.h saved_memory: distinct saved storages, parameters left out).
   std::size_t saved_bytes = 0;

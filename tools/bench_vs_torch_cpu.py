@@ -9,7 +9,7 @@ Three subcommands, each small:
           with --profile FILE also run a few steps under torch.profiler and
           write the per-op self CPU time, grouped by op type and phase, to FILE;
   report  read the result files of all rounds and print the table of medians
-          and ratios;
+          and ratios, and the memory table;
   layers  print the per-layer (per-op-type) table: our `bench --mode step`
           profile beside torch.profiler's.
 
@@ -65,6 +65,34 @@ def category(name):
 
 
 # --------------------------------------------------------------------------------
+# memory: the resident set as the kernel counts it, the same way on both sides
+# (our binary does the same in tools/bench_rss.cpp)
+# --------------------------------------------------------------------------------
+def proc_status_mib(field):
+    """VmRSS / VmHWM of this process in MiB (0 without /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def rss_watch_start():
+    """Resets the peak (VmHWM) to the current RSS where the kernel lets us
+    (Linux 4.0+: 5 into /proc/self/clear_refs); returns (RSS MiB, reset done)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    return proc_status_mib("VmRSS"), reset
+
+
+# --------------------------------------------------------------------------------
 # torch: one timed configuration in this process
 # --------------------------------------------------------------------------------
 def cmd_torch(a):
@@ -108,6 +136,9 @@ def cmd_torch(a):
         with rf("phase:optimizer"):
             opt.step()
 
+    # model, optimizer and batch are in place: the steps' growth from here
+    # (warm-up included: the first steps are where the memory is taken)
+    rss_start, rss_reset = rss_watch_start()
     for _ in range(a.warmup):
         step()
     times = []
@@ -115,6 +146,7 @@ def cmd_torch(a):
         t = time.perf_counter()
         step()
         times.append((time.perf_counter() - t) * 1000)
+    rss_peak = proc_status_mib("VmHWM")
     ms = statistics.median(times)
     print(json.dumps({
         "side": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -122,7 +154,9 @@ def cmd_torch(a):
         "model": a.model, "input": a.input, "batch": a.batch, "steps": a.steps,
         "warmup": a.warmup, "ms_per_step": round(ms, 3),
         "min_ms": round(min(times), 3), "max_ms": round(max(times), 3),
-        "img_per_s": round(a.batch / ms * 1000, 1)}), flush=True)
+        "img_per_s": round(a.batch / ms * 1000, 1),
+        "rss_setup_MiB": round(rss_start, 1), "rss_growth_MiB": round(max(0.0, rss_peak - rss_start), 1),
+        "rss_hwm_reset": rss_reset}), flush=True)
 
     if a.profile:
         profile_torch(torch, step, a)
@@ -183,7 +217,18 @@ def load(path):
         with open(path) as f:
             text = f.read()
         start = text.find("{")
-        return json.loads(text[start:]) if start >= 0 else {"error": text.strip()[-200:] or "empty"}
+        if start < 0:
+            return {"error": text.strip()[-200:] or "empty"}
+        try:
+            return json.loads(text[start:])   # one document (a profile)
+        except ValueError:
+            pass
+        d = {}
+        for line in text.splitlines():   # JSON lines (the run's, then rss's), merged
+            line = line.strip()
+            if line.startswith("{"):
+                d.update(json.loads(line))
+        return d or {"error": text.strip()[-200:] or "empty"}
     except (OSError, ValueError) as ex:
         return {"error": str(ex)}
 
@@ -220,22 +265,7 @@ def cmd_report(a):
         head.append(f"ratio {versions.get(s, '?')}")
     rows = [head]
     for cfg in a.configs:
-        model, hw, bs = cfg.split(":")
-        key = f"{model}-{hw}-{bs}"
-        row = [f"{model} ({hw}, {bs})"]
-        med = {}
-        for s in sides:
-            vals = [d["ms_per_step"] for d in runs.get((key, s), []) if "ms_per_step" in d]
-            errs = [d["error"] for d in runs.get((key, s), []) if "error" in d]
-            if vals:
-                med[s] = statistics.median(vals)
-                spread = f" [{min(vals):.1f}-{max(vals):.1f}]" if len(vals) > 1 else ""
-                row.append(f"{med[s]:.1f}{spread}")
-            else:
-                row.append("ERROR: " + errs[0][:40] if errs else "-")
-        for s in sides[1:]:
-            row.append(f"{med[s] / med['ours']:.2f}" if s in med and med.get("ours") else "-")
-        rows.append(row)
+        rows.append(compare_row(runs, sides, cfg, "ms_per_step")[1])
     n_rounds = max((len(v) for v in runs.values()), default=0)
     print(f"median ms per training step over {n_rounds} round(s) "
           f"[min-max of the rounds' medians]; each round's figure is the median of "
@@ -244,6 +274,65 @@ def cmd_report(a):
     if loads:
         print(f"1-min load average at the start of the runs: min {min(loads):.2f}, "
               f"median {statistics.median(loads):.2f}, max {max(loads):.2f}")
+    print_table(rows)
+    print()
+    print_memory_table(runs, sides, label, a.configs)
+
+
+def median_cell(results, field):
+    """(median or None, 'median [min-max]' text) of one field over the rounds."""
+    vals = [d[field] for d in results if field in d]
+    errs = [d["error"] for d in results if "error" in d]
+    if not vals:
+        return None, ("ERROR: " + errs[0][:40] if errs else "-")
+    m = statistics.median(vals)
+    spread = f" [{min(vals):.1f}-{max(vals):.1f}]" if len(vals) > 1 and min(vals) != max(vals) else ""
+    return m, f"{m:.1f}{spread}"
+
+
+def ratio_cell(theirs, ours):
+    return f"{theirs / ours:.2f}" if theirs is not None and ours else "-"
+
+
+def compare_row(runs, sides, cfg, field):
+    """(result key, [config, each side's median cell, each PyTorch / ours ratio])."""
+    model, hw, bs = cfg.split(":")
+    key = f"{model}-{hw}-{bs}"
+    row = [f"{model} ({hw}, {bs})"]
+    med = {}
+    for s in sides:
+        med[s], text = median_cell(runs.get((key, s), []), field)
+        row.append(text)
+    for s in sides[1:]:
+        row.append(ratio_cell(med[s], med["ours"]))
+    return key, row
+
+
+def print_memory_table(runs, sides, label, configs):
+    """Resident-set growth over the steps, each side measuring itself: RSS once
+    model, optimizer and batch are built -> peak (VmHWM) over warm-up + timed
+    steps. Beside it PyTorch's RSS at that starting point (python, libtorch,
+    model) and our caching allocator's peak bytes in use over the timed steps."""
+    head = ["model (input, batch)"]
+    for s in sides:
+        head.append(f"{label(s)} growth MiB")
+    for s in sides[1:]:
+        head.append("ratio")
+    for s in sides[1:]:
+        head.append(f"{label(s)} RSS at start MiB")
+    head.append("ours allocator peak MiB")
+    rows = [head]
+    for cfg in configs:
+        key, row = compare_row(runs, sides, cfg, "rss_growth_MiB")
+        for s in sides[1:]:
+            row.append(median_cell(runs.get((key, s), []), "rss_setup_MiB")[1])
+        row.append(median_cell(runs.get((key, "ours"), []), "peak_mem_MiB")[1])
+        rows.append(row)
+    print("memory: resident-set growth during the steps, MiB = peak RSS over the warm-up and "
+          "timed steps - RSS once model, optimizer and batch are built (each side reads its "
+          "own /proc/self/status; the peak is reset at the start through clear_refs); "
+          "ratio = PyTorch / scratchnet (>= 1.0: our growth at most PyTorch's); median over "
+          "the rounds")
     print_table(rows)
 
 

@@ -31,6 +31,18 @@
 # Versions (scratchnet --version, torch.__version__), date, CPU model and the
 # thread count are printed above the table.
 #
+# Memory, per run, each side measuring itself from /proc/self/status (ours:
+# tools/bench_rss.cpp inside `bench --mode step`; PyTorch: the helper): the
+# resident set once model, optimizer and batch are built, the peak (VmHWM,
+# reset there through /proc/self/clear_refs) over the warm-up and timed steps,
+# and their difference, "growth" (issue 11: a step's peak memory <= PyTorch's).
+# (Not the process's ru_maxrss: PyTorch's rises by ~90 MiB in the interpreter's
+# teardown, after the steps.) The memory table prints medians over rounds.
+#
+# LOAD=N runs N busy-loop processes (plain shell loops, started here, killed on
+# exit) during every run of both sides: the "under load" condition of issue 11
+# with a known, steady competitor instead of whatever else the machine does.
+#
 # PROFILE=1 adds a per-op-type table for PROFILE_CONFIG (default: the last of
 # CONFIGS): our `bench --mode step` per-layer / per-node profile against
 # torch.profiler's self CPU time per op, both grouped into conv, batch norm,
@@ -44,6 +56,7 @@
 #                 /usr/bin/python3 with 1.13): an extra column
 #   THREADS (2)  ROUNDS (3)  STEPS (10)  WARMUP (3)
 #   CONFIGS       "model:input:batch ..." ("lenet:28:256 alexnet:224:32 vgg11:224:8 resnet18:96:64")
+#   LOAD (0)      busy-loop processes running beside every run
 #   PROFILE (0)   PROFILE_CONFIG (last of CONFIGS)
 #   REFERENCE     folder of torch_models.py (.device-deps/reference, else ../shared/reference)
 #   OUT_DIR       raw results (bench-out/cpu, git-ignored): r<round>.<side>.<cfg>.json, loads.tsv,
@@ -60,6 +73,7 @@ STEPS=${STEPS:-10}
 WARMUP=${WARMUP:-3}
 CONFIGS=${CONFIGS:-"lenet:28:256 alexnet:224:32 vgg11:224:8 resnet18:96:64"}
 PROFILE=${PROFILE:-0}
+LOAD=${LOAD:-0}
 OUT_DIR=${OUT_DIR:-bench-out/cpu}
 HELPER=$ROOT/tools/bench_vs_torch_cpu.py
 
@@ -90,6 +104,7 @@ read -ra CFGS <<<"$CONFIGS"
 for cfg in "${CFGS[@]}"; do
   [[ $cfg =~ ^[a-z0-9]+:[0-9]+:[0-9]+$ ]] || die "config '$cfg' is not model:input:batch"
 done
+[[ $LOAD =~ ^[0-9]+$ ]] || die "LOAD=$LOAD is not a number of busy-loop processes"
 mkdir -p "$OUT_DIR"
 rm -f "$OUT_DIR"/r*.json "$OUT_DIR"/profile.*.json "$OUT_DIR/loads.tsv"
 
@@ -105,7 +120,25 @@ rm -f "$OUT_DIR"/r*.json "$OUT_DIR"/profile.*.json "$OUT_DIR/loads.tsv"
   done
   echo "threads:    $THREADS on both sides; $ROUNDS rounds of $WARMUP warm-up + $STEPS timed steps"
   echo "load:       $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) at the start"
+  if [ "$LOAD" -gt 0 ]; then
+    echo "LOAD:       $LOAD busy-loop process(es) started by this script, running beside every run"
+  fi
 } | tee "$OUT_DIR/info.txt"
+
+# --- LOAD: busy loops beside the runs, ended (by their own pids) on any exit --------
+BUSY=()
+stop_busy() {
+  local p
+  for p in "${BUSY[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${BUSY[@]}"; do wait "$p" 2>/dev/null || true; done
+  BUSY=()
+}
+trap stop_busy EXIT
+trap 'exit 130' INT TERM
+for ((i = 0; i < LOAD; i++)); do
+  bash -c 'while :; do :; done' &
+  BUSY+=($!)
+done
 
 note_load() {  # round side config load1 load5 load15
   echo "$1 $2 $3 $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/loads.tsv"
