@@ -29,7 +29,9 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
 // with small shapes. Not thread-safe; set it between calls.
 void conv2d_cpu_cap_group_images_for_testing(int images);
 // Tests only: the CPU kernels' path, 0 their choice, 1 always im2col + GEMM,
-// 2 the direct kernels wherever they apply (kernels/cpu/conv2d_direct.h).
+// 2 the direct kernels wherever they apply (kernels/cpu/conv2d_direct.h),
+// 3 the data gradient as a forward convolution of dy with the flipped
+// filters wherever it applies (stride 1, R == S, pad < R; else as 1).
 // Not thread-safe; set it between calls.
 void conv2d_cpu_path_for_testing(int path);
 

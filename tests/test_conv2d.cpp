@@ -217,8 +217,9 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
 }
 
 TEST_CASE("conv2d direct kernels match im2col + GEMM and double", "[conv2d]") {
-  // The direct kernels (kernels/cpu/conv2d_direct.cpp) forced on, against the
-  // GEMM path forced on and the double reference: LeNet's layers (conv1 at
+  // The direct kernels (kernels/cpu/conv2d_direct.cpp) forced on, the GEMM
+  // path forced on, and the data gradient as a forward convolution with
+  // flipped filters forced on, each against the double reference: LeNet's layers (conv1 at
   // batch 1), maps narrower than one vector and wider than two, odd sizes,
   // 3x3 and 5x5, with and without padding, channel counts that leave the
   // 6-filter blocks part empty, on 1 and 2 threads; backward from 1 (+=).
@@ -233,7 +234,8 @@ TEST_CASE("conv2d direct kernels match im2col + GEMM and double", "[conv2d]") {
   };
   const Case cases[] = {{1, 1, 28, 28, 6, 5, 2}, {3, 6, 14, 14, 16, 5, 0},
                         {3, 2, 9, 11, 4, 3, 1},  {2, 1, 7, 5, 3, 5, 2},
-                        {5, 3, 20, 37, 5, 5, 0}, {4, 7, 13, 17, 13, 3, 2}};
+                        {5, 3, 20, 37, 5, 5, 0}, {4, 7, 13, 17, 13, 3, 2},
+                        {3, 9, 12, 10, 6, 7, 3},  {2, 24, 13, 13, 32, 5, 2}};
   uint64_t seed = 90;
   for (const Case& c : cases) {
     INFO("threads=" << threads << " N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W
@@ -256,8 +258,8 @@ TEST_CASE("conv2d direct kernels match im2col + GEMM and double", "[conv2d]") {
       kernels::conv2d_backward_weight_cpu(p, x.data(), dy.data(), r.dw.data(), r.db.data());
       return r;
     };
-    for (int path : {2, 1}) {
-      INFO((path == 2 ? "direct" : "GEMM"));
+    for (int path : {2, 1, 3}) {
+      INFO((path == 2 ? "direct" : path == 1 ? "GEMM" : "dgrad as flipped forward"));
       const Result r = run(path);
       const double ty = 1e-5 * tolerance_scale(c.C * c.R * c.R);
       const double tx = 1e-5 * tolerance_scale(c.K * c.R * c.R);

@@ -34,7 +34,9 @@
 // grow to the largest layer seen, so a training step allocates nothing.
 //
 // Stride-1 layers with few channels (LeNet's) skip im2col and GEMM where
-// that measured faster: kernels/cpu/conv2d_direct.cpp.
+// that measured faster: kernels/cpu/conv2d_direct.cpp. The data gradient of
+// stride-1 layers with 5x5 or larger filters runs as a forward convolution
+// (flipped_forward below).
 #include "kernels/conv2d.h"
 
 #include <omp.h>
@@ -59,6 +61,7 @@ struct Scratch {
   std::vector<float> partial;  // this thread's share of dw (K x CRS) then db (K)
   std::vector<float> kpq;      // K x G*PQ: a group's y before its scatter, or its dy
   std::vector<float> wpack;    // w (or wᵀ) packed for the GEMM, by the calling thread
+  std::vector<float> wflip;    // w transposed and flipped (C, K, R, S): see flipped_forward
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -257,9 +260,10 @@ const float* gather_dy(const Conv2dParams& p, const float* dy, int n0, int g) {
   return out;
 }
 
-// y for images [n0, n0+g): one GEMM over the group's columns.
+// y for images [n0, n0+g): one GEMM over the group's columns; with
+// `accumulate`, y += instead of y = (b must then be null).
 void forward_group(const Conv2dParams& p, const float* x, const float* wp, const float* b, float* y,
-                   int n0, int g) {
+                   int n0, int g, bool accumulate = false) {
   const int CRS = p.C * p.R * p.S;
   const long PQ = static_cast<long>(p.P) * p.Q, ld = g * PQ;
   const long image = static_cast<long>(p.C) * p.H * p.W;
@@ -271,7 +275,8 @@ void forward_group(const Conv2dParams& p, const float* x, const float* wp, const
     col = c;
   }
   if (g == 1) {
-    gemm_cpu_prepacked_a(gemm_params(false, false, p.K, PQ, CRS), wp, col, yn);
+    gemm_cpu_prepacked_a(gemm_params(false, false, p.K, PQ, CRS, 1.0f, accumulate ? 1.0f : 0.0f),
+                         wp, col, yn);
     if (b)
       for (int k = 0; k < p.K; ++k) {
         float* row = yn + k * PQ;
@@ -286,7 +291,11 @@ void forward_group(const Conv2dParams& p, const float* x, const float* wp, const
       const float* __restrict src = out + k * ld + i * PQ;
       float* __restrict dst = yn + (static_cast<long>(i) * p.K + k) * PQ;
       const float bk = b ? b[k] : 0.0f;
-      for (long j = 0; j < PQ; ++j) dst[j] = src[j] + bk;
+      if (accumulate) {
+        for (long j = 0; j < PQ; ++j) dst[j] += src[j];
+      } else {
+        for (long j = 0; j < PQ; ++j) dst[j] = src[j] + bk;
+      }
     }
 }
 
@@ -373,8 +382,61 @@ void conv2d_forward_cpu(const Conv2dParams& p, const float* x, const float* w, c
   errors.rethrow();
 }
 
+namespace {
+
+// The data gradient of a stride-1 convolution is itself a stride-1
+// convolution: dx[c][h][w] = Σ_k Σ_r,s dy[k][h + pad - r][w + pad - s] w[k][c][r][s]
+// is the forward of dy (K channels, P x Q) through the filters
+// w'[c][k][r][s] = w[k][c][R-1-r][S-1-s] with padding R-1-pad, which gives
+// back H x W. Its GEMM reduces over K*R*S terms into C rows where the plain
+// route (wᵀ · dy, then col2im) reduces over only K into C*R*S rows and then
+// scatters R*S taps back: with 5x5 filters (AlexNet's conv2: K = 256,
+// 25 taps) the short reduction and the 25-way scatter made that route about
+// 40% slower than the forward of the same layer.
+bool flipped_forward_applies(const Conv2dParams& p) {
+  return p.stride == 1 && p.R == p.S && p.pad <= p.R - 1 && !is_pointwise(p);
+}
+// Measured (bench --mode kernels, 2 threads, AVX-512, 2026-11-30): AlexNet's
+// conv2 (32x96x26x26, K 256, 5x5) 260 -> 196 ms; at 3x3 the scatter is short
+// and the plain route wins (AlexNet conv3 41 vs 54 ms, ResNet-18@96 layers
+// equal or slower), so only filters of 5x5 and larger take it.
+bool flipped_forward_pays(const Conv2dParams& p) {
+  return flipped_forward_applies(p) && p.R >= 5;
+}
+
+void flipped_forward(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  const int RS = p.R * p.S;
+  float* wf = grow(scratch().wflip, static_cast<std::size_t>(p.K) * p.C * RS);
+  for (int k = 0; k < p.K; ++k)
+    for (int c = 0; c < p.C; ++c) {
+      const float* src = w + (static_cast<long>(k) * p.C + c) * RS;
+      float* dst = wf + (static_cast<long>(c) * p.K + k) * RS;
+      for (int i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+    }
+  Conv2dParams q = p;
+  q.C = p.K;
+  q.H = p.P;
+  q.W = p.Q;
+  q.K = p.C;
+  q.pad = p.R - 1 - p.pad;
+  q.P = p.H;
+  q.Q = p.W;
+  const Plan pl = plan(q);
+  const float* wp = pack_weights(q, wf, false);
+  RegionErrors errors;
+#pragma omp parallel for schedule(dynamic) num_threads(pl.threads) if (pl.threads > 1)
+  for (int i = 0; i < pl.groups; ++i)
+    errors.run(
+        [&] { forward_group(q, dy, wp, nullptr, dx, i * pl.group, group_size(q, pl, i), true); });
+  errors.rethrow();
+}
+
+}  // namespace
+
 void conv2d_backward_data_cpu(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   if (use_direct(p, ConvPass::kData)) return conv2d_backward_data_direct(p, dy, w, dx);
+  if (g_path == 3 ? flipped_forward_applies(p) : g_path == 0 && flipped_forward_pays(p))
+    return flipped_forward(p, dy, w, dx);
   const Plan pl = plan(p);
   const float* wtp = pack_weights(p, w, true);
   RegionErrors errors;
