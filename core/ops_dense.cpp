@@ -157,8 +157,10 @@ Tensor linear_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
              const Tensor gy = relu ? relu_masked_grad(gy_out, s[2]) : gy_out;
              if (g[0].defined()) {
                if (gpu) {
-                 SN_GPU(k::linear_backward_data_cuda(p, gy.data<float>(), ws.data<float>(),
-                                                     g[0].data<float>(), stream(), fresh[0]));
+                 SN_GPU(Tensor wsp = workspace(k::linear_workspace_bytes_cuda(p), gy.device());
+                        k::linear_backward_data_cuda(p, gy.data<float>(), ws.data<float>(),
+                                                     g[0].data<float>(), wsp.data<uint8_t>(),
+                                                     stream(), fresh[0]));
                } else {
                  k::linear_backward_data_cpu(p, gy.data<float>(), ws.data<float>(),
                                              g[0].data<float>(), fresh[0]);

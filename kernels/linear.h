@@ -28,13 +28,15 @@ void linear_backward_weight_cpu(const LinearParams& p, const float* x, const flo
                                 float* db);
 
 #ifdef SCRATCHNET_WITH_CUDA
-// Workspace the forward needs (split-K partials; 0 when K is not split).
+// Workspace the forward and the data gradient need: their split-K partials,
+// the larger of the two (0 when neither splits K). One buffer of this size
+// serves either call.
 std::size_t linear_workspace_bytes_cuda(const LinearParams& p);
 // relu: y = max(x wᵀ + b, 0), the ReLU in the GEMM's epilogue (linear_relu).
 void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, const float* b,
                          float* y, void* workspace, Stream stream, bool relu = false);
 void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
-                               Stream stream, bool write_dx = false);
+                               void* workspace, Stream stream, bool write_dx = false);
 void linear_backward_weight_cuda(const LinearParams& p, const float* x, const float* dy, float* dw,
                                  float* db, Stream stream);
 #endif

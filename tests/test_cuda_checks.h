@@ -121,7 +121,7 @@ inline void check_linear_exact(const k::LinearParams& p, uint64_t seed) {
   require_exact(y, yc, "y");
   Pair dy = exact_pair({p.N, p.OUT}, seed + 3), dx = exact_pair({p.N, p.IN}, seed + 4);
   k::linear_backward_data_cuda(p, dy.gpu.data<float>(), w.gpu.data<float>(), dx.gpu.data<float>(),
-                               s);
+                               ws.data<uint8_t>(), s);
   k::linear_backward_data_cpu(p, dy.cpu.data<float>(), w.cpu.data<float>(), dx.cpu.data<float>());
   require_exact(dx.gpu, dx.cpu, "dx");
   Pair dw = exact_pair({p.OUT, p.IN}, seed + 5), db = exact_pair({p.OUT}, seed + 6);

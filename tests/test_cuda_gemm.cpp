@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/cuda.h"
 #include "core/ops.h"
 #include "kernels/gemm.h"
+#include "kernels/linear.h"
 #include "test_cuda_helpers.h"
 
 using namespace scratchnet;
@@ -273,6 +275,95 @@ TEST_CASE("split-K gemm_cuda_ex is bit-identical run to run", "[cuda][gemm]") {
 
 namespace {
 
+// The split the data gradient dx = dy W of a linear layer (N, IN) <- OUT takes.
+int64_t data_split_of(int N, int IN, int OUT) {
+  return split_of(N, IN, OUT);  // the plan depends on M, N, K only
+}
+
+// linear_backward_data_cuda with integer data, bit for bit against the CPU:
+// write mode (dx poisoned: beta 0 must never read it) and accumulate mode
+// (onto existing integers). Returns dx of both modes, for comparing splits.
+std::pair<std::vector<float>, std::vector<float>> check_linear_data_grad(const k::LinearParams& p,
+                                                                         uint64_t seed) {
+  INFO("linear_backward_data_cuda N=" << p.N << " IN=" << p.IN << " OUT=" << p.OUT
+                                      << " (exact data)");
+  auto s = cuda::stream();
+  Pair dy = exact_pair({p.N, p.OUT}, seed), w = exact_pair({p.OUT, p.IN}, seed + 1);
+  Tensor ws = Tensor::empty(
+      {std::max<int64_t>(static_cast<int64_t>(k::linear_workspace_bytes_cuda(p)), 1)}, gpu(),
+      DType::U8);
+
+  Tensor dx_w = poisoned({p.N, p.IN});
+  k::linear_backward_data_cuda(p, dy.gpu.data<float>(), w.gpu.data<float>(), dx_w.data<float>(),
+                               ws.data<uint8_t>(), s, true);
+  Tensor dx_wc = Tensor::full({p.N, p.IN}, 7.0f);  // overwritten
+  k::linear_backward_data_cpu(p, dy.cpu.data<float>(), w.cpu.data<float>(), dx_wc.data<float>(),
+                              true);
+  require_exact(dx_w, dx_wc, "dx (write)");
+
+  Pair dx_a = exact_pair({p.N, p.IN}, seed + 2);  // accumulated into
+  k::linear_backward_data_cuda(p, dy.gpu.data<float>(), w.gpu.data<float>(),
+                               dx_a.gpu.data<float>(), ws.data<uint8_t>(), s, false);
+  k::linear_backward_data_cpu(p, dy.cpu.data<float>(), w.cpu.data<float>(),
+                              dx_a.cpu.data<float>(), false);
+  require_exact(dx_a.gpu, dx_a.cpu, "dx (accumulate)");
+  return {dx_w.to_vector(), dx_a.gpu.to_vector()};
+}
+
+}  // namespace
+
+TEST_CASE("linear data gradient splits K at the FC2 shapes", "[cuda][linear]") {
+  if (k::gemm_use_cublas()) {  // SCRATCHNET_GEMM=cublas: nothing splits, no workspace
+    CHECK(k::linear_workspace_bytes_cuda(k::linear_params(128, 4096, 4096)) == 0);
+    return;
+  }
+  CHECK(data_split_of(128, 4096, 4096) == 8);   // VGG FC2: 32 tiles -> 256 blocks
+  CHECK(data_split_of(256, 4096, 4096) == 4);   // AlexNet FC2: 64 tiles -> 256 blocks
+  CHECK(data_split_of(128, 25088, 4096) == 0);  // VGG FC1: 196 tiles
+  CHECK(data_split_of(256, 9216, 4096) == 0);   // AlexNet FC1: 144 tiles
+  CHECK(data_split_of(128, 4096, 10) == 0);     // the heads: K = 10
+  // One workspace serves the forward and the data gradient.
+  for (auto [N, IN, OUT] : {std::tuple{128, 4096, 4096}, std::tuple{256, 4096, 4096},
+                            std::tuple{128, 25088, 4096}, std::tuple{128, 4096, 10}}) {
+    const auto p = k::linear_params(N, IN, OUT);
+    const auto bytes = static_cast<int64_t>(k::linear_workspace_bytes_cuda(p));
+    CHECK(bytes >= data_split_of(N, IN, OUT) * N * IN * 4);
+    CHECK(bytes >= split_of(N, OUT, IN) * N * OUT * 4);
+  }
+}
+
+TEST_CASE("linear data gradient with split-K matches the CPU, write and accumulate",
+          "[cuda][linear]") {
+  // VGG FC2's dx (128 x 4096, K 4096) scaled down to a shape where the rule
+  // still splits (3 x 64: 1 tile, K 1568: 3 slices), and an edge shape (two
+  // tile rows, uneven slices); each under the rule, split-K off and uneven
+  // forced splits (the last slice shorter). Integer data: every split equals
+  // the CPU, and so each other, bit for bit, in both modes.
+  const bool own = !k::gemm_use_cublas();  // cuBLAS (SCRATCHNET_GEMM=cublas) never splits
+  if (own) REQUIRE(data_split_of(3, 64, 1568) == 3);
+  const std::vector<std::tuple<int, int, int>> shapes = {{3, 64, 1568}, {130, 24, 600}};
+  uint64_t seed = 1300;
+  for (auto [N, IN, OUT] : shapes) {
+    const auto p = k::linear_params(N, IN, OUT);
+    std::pair<std::vector<float>, std::vector<float>> unsplit;
+    {
+      ForceSplit force(1);
+      unsplit = check_linear_data_grad(p, seed);
+    }
+    for (int split : {0, 3, 7}) {
+      INFO("forced split " << split);
+      ForceSplit force(split);
+      if (own && split != 0) REQUIRE(k::linear_workspace_bytes_cuda(p) > 0);  // forced: it splits
+      const auto got = check_linear_data_grad(p, seed);  // the same data
+      CHECK(bit_identical(got.first, unsplit.first));
+      CHECK(bit_identical(got.second, unsplit.second));
+      CHECK(bit_identical(check_linear_data_grad(p, seed).first, got.first));  // run to run
+    }
+  }
+}
+
+namespace {
+
 // linear through the ops API with autograd on both devices: y, then dx, dw,
 // db after one backward (into fresh zero gradients).
 void check_linear(int N, int IN, int OUT, bool bias, uint64_t seed, Data data) {
@@ -329,7 +420,9 @@ void check_linear(int N, int IN, int OUT, bool bias, uint64_t seed, Data data) {
 
 TEST_CASE("linear on CUDA matches the CPU: output and every gradient", "[cuda][linear]") {
   std::vector<std::tuple<int, int, int>> shapes = {
-      {1, 1, 1}, {7, 33, 10}, {5, 129, 131}, {3, 1568, 64}};  // the last splits K
+      {1, 1, 1}, {7, 33, 10}, {5, 129, 131},
+      {3, 1568, 64},   // the forward splits K
+      {3, 64, 1568}};  // the data gradient splits K (written: dx is fresh)
   if (!small()) {
     shapes.push_back({256, 784, 120});
     shapes.push_back({1000, 400, 10});

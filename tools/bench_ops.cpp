@@ -101,7 +101,7 @@ Case linear_case(const k::LinearParams& p, Device d, uint64_t seed) {
   Pass bd{"bwd_data", flops, F * double(ny + nw + 2 * nx), nullptr, {{dx, nx}}, p.OUT, true, g[1]};
   bd.run = [=] {
     SN_BENCH_CALL(d, k::linear_backward_data_cpu(p, dy, w, dx),
-                  k::linear_backward_data_cuda(p, dy, w, dx, st));
+                  k::linear_backward_data_cuda(p, dy, w, dx, ws, st));
   };
   Pass bw{"bwd_weight", flops, F * double(nx + ny + 2 * nw), nullptr, {{dw, nw}, {db, p.OUT}}, p.N,
           true,         g[2]};

@@ -12,10 +12,16 @@
 // Split-K at the course's shapes (split_k.h: slices = min(264 / tiles,
 // K / 512, ...)): forward VGG-11 FC1/FC2 at batch 128 8 slices (32 -> 256
 // blocks), AlexNet FC1/FC2 at 256 4 slices (64 -> 256), the 10-class heads 8
-// (1-2 tiles); LeNet's K (<= 400) never splits. The weight gradient's K is the
-// batch (<= 256 < 2 * 512): never qualifies. The data gradient would at VGG
-// FC2 (128 x 4096, K 4096: 32 tiles) and AlexNet FC2 (64 tiles), but it takes
-// no workspace yet: left to do.
+// (1-2 tiles); LeNet's K (<= 400) never splits. The data gradient (K = OUT)
+// splits at VGG FC2 (128 x 4096, K 4096: 32 tiles -> 8 slices) and AlexNet
+// FC2 (64 tiles -> 4); FC1's dx has 196 / 144 tiles and the heads' K is 10,
+// so those do not. Its second pass adds the slices in ascending order, then
+// applies beta (0 with write_dx, 1 accumulating onto dx) as the unsplit GEMM
+// would. Forward and data gradient share one workspace size,
+// linear_workspace_bytes_cuda (the larger of the two). The weight gradient's K
+// is the batch (<= 256 < 2 * 512): never qualifies, no workspace.
+#include <algorithm>
+
 #include "kernels/cuda/gemm_internal.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/linear.h"
@@ -52,10 +58,17 @@ GemmParams forward_gemm(const LinearParams& p) {
   return gemm_params(false, true, p.N, p.OUT, p.IN);
 }
 
+// dx (N, IN) = dy (N, OUT) W (OUT, IN) + beta dx: beta 0 writes, 1 accumulates.
+GemmParams data_gemm(const LinearParams& p, bool write_dx) {
+  return gemm_params(false, false, p.N, p.IN, p.OUT, 1.0f, write_dx ? 0.0f : 1.0f);
+}
+
 }  // namespace
 
 std::size_t linear_workspace_bytes_cuda(const LinearParams& p) {
-  return gemm_cuda_workspace_bytes(forward_gemm(p));
+  // The split plan depends on the shape only, not on beta.
+  return std::max(gemm_cuda_workspace_bytes(forward_gemm(p)),
+                  gemm_cuda_workspace_bytes(data_gemm(p, true)));
 }
 
 void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, const float* b,
@@ -64,9 +77,8 @@ void linear_forward_cuda(const LinearParams& p, const float* x, const float* w, 
 }
 
 void linear_backward_data_cuda(const LinearParams& p, const float* dy, const float* w, float* dx,
-                               Stream stream, bool write_dx) {
-  gemm(gemm_params(false, false, p.N, p.IN, p.OUT, 1.0f, write_dx ? 0.0f : 1.0f), dy, w, dx,
-       stream);
+                               void* workspace, Stream stream, bool write_dx) {
+  gemm_cuda_ex(data_gemm(p, write_dx), dy, w, dx, nullptr, false, workspace, stream);
 }
 
 void linear_backward_weight_cuda(const LinearParams& p, const float* x, const float* dy, float* dw,
