@@ -175,11 +175,13 @@ void check_step_bit_equal(const std::string& name, int image_size, int batch, in
     INFO("SCRATCHNET_GRAD_FILL=" << (fill ? fill : "(unset)"));
     const auto got =
         step_gradients(name, image_size, batch, width_divisor, device, fill, &fresh_path);
-    // The same buffers, some now fresh (those of a tensor used twice by one
-    // node and of ops recorded with record() are still zeroed).
+    // The same buffers, now all fresh: every op on these models' paths
+    // writes (a tensor used twice by one node, or an op recorded with
+    // record(), would still be zeroed; none is here).
     CHECK(fresh_path.fresh + fresh_path.zeroed == zero_path.zeroed);
     CHECK(fresh_path.fresh_bytes + fresh_path.zeroed_bytes == zero_path.zeroed_bytes);
     CHECK(fresh_path.fresh > 0);
+    CHECK(fresh_path.zeroed == 0);
     REQUIRE(got.size() == want.size());
     for (std::size_t t = 0; t < got.size(); ++t) {
       INFO("tensor " << t << " (0: the loss, then the parameters in order)");
