@@ -49,16 +49,17 @@ Tensor sigmoid(const Tensor& x) {
     k::sigmoid_forward_cpu(x.numel(), x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(y, op, {x}, {y.detach()},
-           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s) {
+    record_writing(y, op, {x}, {y.detach()},
+           [](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>& s,
+              const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "sigmoid backward";
              const Tensor& ys = s[0];
              if (gy.is_cuda()) {
                SN_GPU(k::sigmoid_backward_cuda(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                               g[0].data<float>(), stream()));
+                                               g[0].data<float>(), stream(), fresh[0]));
              } else {
                k::sigmoid_backward_cpu(gy.numel(), ys.data<float>(), gy.data<float>(),
-                                       g[0].data<float>());
+                                       g[0].data<float>(), fresh[0]);
              }
            });
   }
@@ -172,16 +173,17 @@ Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
   }
   if (needs_grad({&x})) {
     // Saves no tensor: backward regenerates the mask from (seed, offset).
-    record(y, op, {x}, {},
+    // A fresh input gradient is written, dropped elements included (as 0).
+    record_writing(y, op, {x}, {},
            [p, seed, base, offset](const Tensor& gy, const std::vector<Tensor>& g,
-                                   const std::vector<Tensor>&) {
+                                   const std::vector<Tensor>&, const std::vector<bool>& fresh) {
              [[maybe_unused]] const char* op = "dropout backward";
              if (gy.is_cuda()) {
                SN_GPU(k::dropout_backward_cuda(gy.numel(), p, seed, offset, gy.data<float>(),
-                                               g[0].data<float>(), stream(), base));
+                                               g[0].data<float>(), stream(), base, fresh[0]));
              } else {
                k::dropout_backward_cpu(gy.numel(), p, seed, offset, gy.data<float>(),
-                                       g[0].data<float>());
+                                       g[0].data<float>(), fresh[0]);
              }
            });
   }

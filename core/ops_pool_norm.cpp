@@ -63,14 +63,19 @@ Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int pad) {
     k::avg_pool2d_forward_cpu(p, x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(
+    // Writes a fresh input gradient: the GPU kernel gathers per input element;
+    // the CPU kernel, a scatter, zeroes a plane before it (or, windows tiling
+    // the input, writes each pixel's one term and zeroes the uncovered ones).
+    record_writing(
         y, op, {x}, {},
-        [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+        [p](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&,
+            const std::vector<bool>& fresh) {
           [[maybe_unused]] const char* op = "avg_pool2d backward";
           if (gy.is_cuda()) {
-            SN_GPU(k::avg_pool2d_backward_cuda(p, gy.data<float>(), g[0].data<float>(), stream()));
+            SN_GPU(k::avg_pool2d_backward_cuda(p, gy.data<float>(), g[0].data<float>(), stream(),
+                                               fresh[0]));
           } else {
-            k::avg_pool2d_backward_cpu(p, gy.data<float>(), g[0].data<float>());
+            k::avg_pool2d_backward_cpu(p, gy.data<float>(), g[0].data<float>(), fresh[0]);
           }
         });
   }
@@ -91,15 +96,17 @@ Tensor global_avg_pool(const Tensor& x) {
     k::global_avg_pool_forward_cpu(planes, hw, x.data<float>(), y.data<float>());
   }
   if (needs_grad({&x})) {
-    record(
+    record_writing(
         y, op, {x}, {},
-        [planes, hw](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+        [planes, hw](const Tensor& gy, const std::vector<Tensor>& g, const std::vector<Tensor>&,
+                     const std::vector<bool>& fresh) {
           [[maybe_unused]] const char* op = "global_avg_pool backward";
           if (gy.is_cuda()) {
             SN_GPU(k::global_avg_pool_backward_cuda(planes, hw, gy.data<float>(),
-                                                    g[0].data<float>(), stream()));
+                                                    g[0].data<float>(), stream(), fresh[0]));
           } else {
-            k::global_avg_pool_backward_cpu(planes, hw, gy.data<float>(), g[0].data<float>());
+            k::global_avg_pool_backward_cpu(planes, hw, gy.data<float>(), g[0].data<float>(),
+                                            fresh[0]);
           }
         });
   }

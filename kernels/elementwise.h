@@ -1,7 +1,7 @@
 // Pointwise ops over n contiguous floats.
 //   relu:    y = max(x, 0);        backward dx += dy * (y > 0)
 //            (write: dx = dy * (y > 0), dx may hold garbage; see core/autograd.h)
-//   sigmoid: y = 1 / (1 + e^-x);   backward dx += dy * y * (1 - y)
+//   sigmoid: y = 1 / (1 + e^-x);   backward dx += dy * y * (1 - y) (write: =)
 //   add:     y = a + b (residual connections); its backward is accumulate
 //   add_relu: y = max(a + b, 0) (a residual block's end, one pass);
 //            backward da += dy * (y > 0), db += the same (either may be null;
@@ -21,7 +21,8 @@ void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx, bo
 void sigmoid_forward_cpu(int64_t n, const float* x, float* y);
 // std::exp, one thread: the oracle of the polynomial exp above (tests).
 void sigmoid_forward_cpu_plain(int64_t n, const float* x, float* y);
-void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
+void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx,
+                          bool write = false);
 void add_forward_cpu(int64_t n, const float* a, const float* b, float* y);
 void add_relu_forward_cpu(int64_t n, const float* a, const float* b, float* y);
 void add_relu_backward_cpu(int64_t n, const float* y, const float* dy, float* da, float* db,
@@ -34,7 +35,8 @@ void relu_forward_cuda(int64_t n, const float* x, float* y, Stream stream);
 void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream,
                         bool write = false);
 void sigmoid_forward_cuda(int64_t n, const float* x, float* y, Stream stream);
-void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream);
+void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream,
+                           bool write = false);
 void add_forward_cuda(int64_t n, const float* a, const float* b, float* y, Stream stream);
 void add_relu_forward_cuda(int64_t n, const float* a, const float* b, float* y, Stream stream);
 void add_relu_backward_cuda(int64_t n, const float* y, const float* dy, float* da, float* db,

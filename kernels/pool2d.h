@@ -5,7 +5,9 @@
 // maximum wins on ties, as PyTorch). Average pool counts padding
 // (count_include_pad=True): each window divides by R*S.
 // Global average pool: (N, C, H, W) -> (N, C, 1, 1).
-// Backward functions accumulate (+=) into dx.
+// Backward functions accumulate (+=) into dx; with a write flag (dx
+// uninitialised, see core/autograd.h) they set every dx element instead, 0
+// where no window covers it.
 #pragma once
 #include <cstdint>
 
@@ -28,14 +30,17 @@ void max_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y, int
 void max_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, const int32_t* argmax,
                              float* dx);
 void avg_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y);
-void avg_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, float* dx);
+void avg_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, float* dx,
+                             bool write = false);
 // Every window clipped and indexed on its own: the tests' oracle for the
 // fast path above takes when windows tile the input (R = S = stride, pad 0).
 void avg_pool2d_forward_cpu_plain(const Pool2dParams& p, const float* x, float* y);
-void avg_pool2d_backward_cpu_plain(const Pool2dParams& p, const float* dy, float* dx);
+void avg_pool2d_backward_cpu_plain(const Pool2dParams& p, const float* dy, float* dx,
+                                   bool write = false);
 // planes = N*C, each of size hw; y has one value per plane.
 void global_avg_pool_forward_cpu(int planes, int hw, const float* x, float* y);
-void global_avg_pool_backward_cpu(int planes, int hw, const float* dy, float* dx);
+void global_avg_pool_backward_cpu(int planes, int hw, const float* dy, float* dx,
+                                  bool write = false);
 
 #ifdef SCRATCHNET_WITH_CUDA
 void max_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, int32_t* argmax,
@@ -44,9 +49,11 @@ void max_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, in
 void max_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, const int32_t* argmax,
                               float* dx, Stream stream, bool write_dx = false);
 void avg_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, Stream stream);
-void avg_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, float* dx, Stream stream);
+void avg_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, float* dx, Stream stream,
+                              bool write = false);
 void global_avg_pool_forward_cuda(int planes, int hw, const float* x, float* y, Stream stream);
-void global_avg_pool_backward_cuda(int planes, int hw, const float* dy, float* dx, Stream stream);
+void global_avg_pool_backward_cuda(int planes, int hw, const float* dy, float* dx, Stream stream,
+                                   bool write = false);
 #endif
 
 }  // namespace scratchnet::kernels

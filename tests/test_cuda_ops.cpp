@@ -126,6 +126,11 @@ TEST_CASE("pooling CUDA kernels match the CPU", "[cuda][pool]") {
       else
         require_ref64(dxa.gpu, avg_pool_backward_ref64(p, dy.cpu.data<float>(), dxa0.data<float>()),
                       L_back, "avg dx");
+      // Write mode (a gather) into a poisoned buffer equals accumulating into zeros.
+      Tensor dxw = poisoned(x.cpu.shape()), dxz = Tensor::zeros(x.cpu.shape(), gpu());
+      k::avg_pool2d_backward_cuda(p, dy.gpu.data<float>(), dxw.data<float>(), s, true);
+      k::avg_pool2d_backward_cuda(p, dy.gpu.data<float>(), dxz.data<float>(), s);
+      require_exact(dxw.to_vector(), dxz.to_vector(), "avg dx written");
       // global average over each plane: both sum in double and round once (rule 3, m = 0).
       const int planes = p.N * p.C, hw = p.H * p.W;
       Tensor g = poisoned({planes}), gc = Tensor::zeros({planes});
@@ -136,6 +141,11 @@ TEST_CASE("pooling CUDA kernels match the CPU", "[cuda][pool]") {
       k::global_avg_pool_backward_cuda(planes, hw, gdy.gpu.data<float>(), gdx.gpu.data<float>(), s);
       k::global_avg_pool_backward_cpu(planes, hw, gdy.cpu.data<float>(), gdx.cpu.data<float>());
       require_ulps(gdx.gpu, gdx.cpu, 2.0, "global dx");  // dx0 + dy/hw, |.| <= 2
+      Tensor gdxw = poisoned(x.cpu.shape()), gdxz = Tensor::zeros(x.cpu.shape(), gpu());
+      k::global_avg_pool_backward_cuda(planes, hw, gdy.gpu.data<float>(), gdxw.data<float>(), s,
+                                       true);
+      k::global_avg_pool_backward_cuda(planes, hw, gdy.gpu.data<float>(), gdxz.data<float>(), s);
+      require_exact(gdxw.to_vector(), gdxz.to_vector(), "global dx written");
     }
 }
 
@@ -146,8 +156,9 @@ TEST_CASE("pointwise CUDA kernels match the CPU", "[cuda][elementwise]") {
     Pair a = random_pair({n}, 1, -4.0f, 4.0f), b = random_pair({n}, 2), dy = random_pair({n}, 3);
     using Fwd = void (*)(int64_t, const float*, float*, k::Stream);
     using FwdC = void (*)(int64_t, const float*, float*);
-    using Bwd = void (*)(int64_t, const float*, const float*, float*, k::Stream);
-    using BwdC = void (*)(int64_t, const float*, const float*, float*);
+    // Backward kernels take a trailing write flag (= instead of +=).
+    using Bwd = void (*)(int64_t, const float*, const float*, float*, k::Stream, bool);
+    using BwdC = void (*)(int64_t, const float*, const float*, float*, bool);
     struct Op {
       const char* name;
       Fwd f;
@@ -155,14 +166,8 @@ TEST_CASE("pointwise CUDA kernels match the CPU", "[cuda][elementwise]") {
       Bwd b;
       BwdC bc;
     };
-    // relu's backward takes a trailing write flag: the accumulating form here.
-    const Bwd relu_b = [](int64_t m, const float* y, const float* dy, float* dx, k::Stream st) {
-      k::relu_backward_cuda(m, y, dy, dx, st);
-    };
-    const BwdC relu_bc = [](int64_t m, const float* y, const float* dy, float* dx) {
-      k::relu_backward_cpu(m, y, dy, dx);
-    };
-    for (const Op& op : {Op{"relu", k::relu_forward_cuda, k::relu_forward_cpu, relu_b, relu_bc},
+    for (const Op& op : {Op{"relu", k::relu_forward_cuda, k::relu_forward_cpu,
+                            k::relu_backward_cuda, k::relu_backward_cpu},
                          Op{"sigmoid", k::sigmoid_forward_cuda, k::sigmoid_forward_cpu,
                             k::sigmoid_backward_cuda, k::sigmoid_backward_cpu}}) {
       INFO(op.name);
@@ -173,9 +178,19 @@ TEST_CASE("pointwise CUDA kernels match the CPU", "[cuda][elementwise]") {
       Pair dx = random_pair({n}, 4);
       // Backward from the same y on both sides (the CPU's), so only the rule differs.
       Tensor ycg = yc.to(gpu());
-      op.b(n, ycg.data<float>(), dy.gpu.data<float>(), dx.gpu.data<float>(), s);
-      op.bc(n, yc.data<float>(), dy.cpu.data<float>(), dx.cpu.data<float>());
+      op.b(n, ycg.data<float>(), dy.gpu.data<float>(), dx.gpu.data<float>(), s, false);
+      op.bc(n, yc.data<float>(), dy.cpu.data<float>(), dx.cpu.data<float>(), false);
       require_ulps(dx.gpu, dx.cpu, 2.0, "dx");  // dx0 + dy * y(1 - y), |.| <= 2
+      // Write mode into poisoned buffers: every element set, equal to
+      // accumulating into zeros (the same product on each side).
+      Tensor dxw = poisoned({n}), dxwc = Tensor::full({n}, NAN);
+      Tensor dxz = Tensor::zeros({n}, gpu()), dxzc = Tensor::zeros({n});
+      op.b(n, ycg.data<float>(), dy.gpu.data<float>(), dxw.data<float>(), s, true);
+      op.b(n, ycg.data<float>(), dy.gpu.data<float>(), dxz.data<float>(), s, false);
+      op.bc(n, yc.data<float>(), dy.cpu.data<float>(), dxwc.data<float>(), true);
+      op.bc(n, yc.data<float>(), dy.cpu.data<float>(), dxzc.data<float>(), false);
+      require_exact(dxw.to_vector(), dxz.to_vector(), "dx written (GPU)");
+      require_exact(dxwc.to_vector(), dxzc.to_vector(), "dx written (CPU)");
     }
     Tensor y = poisoned({n}), yc = Tensor::zeros({n});
     k::add_forward_cuda(n, a.gpu.data<float>(), b.gpu.data<float>(), y.data<float>(), s);
@@ -331,6 +346,13 @@ TEST_CASE("dropout CUDA masks equal the CPU's bit for bit", "[cuda][dropout]") {
       k::dropout_backward_cuda(n, p, 1234, 77, dy.gpu.data<float>(), dx.gpu.data<float>(), s);
       k::dropout_backward_cpu(n, p, 1234, 77, dy.cpu.data<float>(), dx.cpu.data<float>());
       require_ulps(dx.gpu, dx.cpu, 1.0 + 1.0 / (1.0 - p), "dx");  // dx0 + dy / (1 - p)
+      // Write mode into poisoned buffers: the same values as into zeros.
+      Tensor dxw = poisoned({n}), dxwc = Tensor::full({n}, NAN);
+      k::dropout_backward_cuda(n, p, 1234, 77, dy.gpu.data<float>(), dxw.data<float>(), s,
+                               nullptr, true);
+      k::dropout_backward_cpu(n, p, 1234, 77, dy.cpu.data<float>(), dxwc.data<float>(), true);
+      CHECK(bit_identical(dxw.to_vector(), dx0c.to_vector()));
+      CHECK(bit_identical(dxwc.to_vector(), dx0c.to_vector()));
     }
 }
 

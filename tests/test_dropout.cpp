@@ -134,6 +134,11 @@ TEST_CASE("CUDA dropout can take its offset from a device word (graph replays)",
                                  cuda::stream(), w);
   kernels::dropout_backward_cpu(n, p, 1234, 77, x.data<float>(), dxc.data<float>());
   CHECK(dx.to_vector<float>() == dxc.to_vector<float>());
+  // Write mode (into NaN) reads the same device offset.
+  Tensor dxw = Tensor::full({n}, std::nanf(""), gpu);
+  kernels::dropout_backward_cuda(n, p, gen.seed(), 7, xg.data<float>(), dxw.data<float>(),
+                                 cuda::stream(), w, true);
+  CHECK(dxw.to_vector<float>() == dxc.to_vector<float>());
 
   // The generator hands out distances from the capture's first offset while
   // capturing, the offsets themselves otherwise; both advance its offset.

@@ -84,6 +84,11 @@ TEST_CASE("pointwise kernels accumulate and cover the parallel path", "[elementw
   }
   require_close(y, want_y, 1e-6, 1e-6, "sigmoid forward");
   require_close(dx, want_dx, 1e-6, 1e-6, "sigmoid backward");
+  // Write mode into NaN (an uninitialised buffer) equals accumulating into zeros.
+  std::vector<float> dxw(n, std::nanf("")), dxz(n, 0.0f);
+  kernels::sigmoid_backward_cpu(n, y.data(), dyv.data(), dxw.data(), true);
+  kernels::sigmoid_backward_cpu(n, y.data(), dyv.data(), dxz.data());
+  CHECK(dxw == dxz);
 
   kernels::fill_cpu(n, 2.5f, y.data());
   CHECK(std::count(y.begin(), y.end(), 2.5f) == n);

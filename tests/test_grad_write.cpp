@@ -13,6 +13,11 @@
 //     (SCRATCHNET_GRAD_FILL=zero: every buffer zeroed, every op accumulates),
 //     and so must the product path (uninitialised buffers). On the CPU and,
 //     tagged [cuda], on the GPU (the emulated target at the same small sizes).
+// (3) One chain of the ops the models use less (sigmoid, dropout in training
+//     mode, average pooling with overlapping and with tiling windows that
+//     leave rows and columns uncovered, global average pooling): every
+//     intermediate's buffer fresh, the input gradient equal to the zero-fill
+//     path's, on the CPU and [cuda].
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
@@ -103,11 +108,11 @@ TEST_CASE("fresh buffers: none for an input used twice by one node, none with fi
     REQUIRE(p.fresh.size() == 2);
     CHECK(x.grad().to_vector() == std::vector<float>(3, 2.0f));
   }
-  SECTION("add_relu(h, h) and a legacy op (sigmoid) as first consumer") {
+  SECTION("add_relu(h, h) and a second consumer (sigmoid)") {
     GradFill nan_fill("nan");
     Tensor h = relu(x);
     Tensor y = add_relu(h, h);
-    Tensor s = sigmoid(h);  // record(): its buffer is zero-filled
+    Tensor s = sigmoid(h);  // h's buffer: fresh for whichever of the two runs first
     Tensor root = add(y, s);
     root.backward(Tensor::full(root.shape(), 1.0f));
     const auto g = x.grad().to_vector(), xs = x.to_vector(), ss = s.to_vector();
@@ -170,12 +175,13 @@ void check_step_bit_equal(const std::string& name, int image_size, int batch, in
     INFO("SCRATCHNET_GRAD_FILL=" << (fill ? fill : "(unset)"));
     const auto got =
         step_gradients(name, image_size, batch, width_divisor, device, fill, &fresh_path);
-    // The same buffers, some now fresh (those of unmigrated ops, LeNet's
-    // sigmoid and average pool, VGG's dropout, and of a tensor used twice by
-    // one node are still zeroed).
+    // The same buffers, now all fresh: every op on these models' paths
+    // writes (a tensor used twice by one node, or an op recorded with
+    // record(), would still be zeroed; none is here).
     CHECK(fresh_path.fresh + fresh_path.zeroed == zero_path.zeroed);
     CHECK(fresh_path.fresh_bytes + fresh_path.zeroed_bytes == zero_path.zeroed_bytes);
     CHECK(fresh_path.fresh > 0);
+    CHECK(fresh_path.zeroed == 0);
     REQUIRE(got.size() == want.size());
     for (std::size_t t = 0; t < got.size(); ++t) {
       INFO("tensor " << t << " (0: the loss, then the parameters in order)");
@@ -200,6 +206,58 @@ TEST_CASE("a training step with fresh buffers equals the zero-fill path: ResNet-
   check_step_bit_equal("vgg11", 224, 1, 16, Device::cpu());
 }
 
+namespace {
+
+// The input gradient of a chain through sigmoid,
+// dropout and the average pools on `device`, fresh buffers as `fill` says.
+// Each intermediate has one consumer, so with fill nan/unset all six of
+// their buffers are fresh; x is a leaf (accumulates).
+std::vector<float> chain_gradient(Device device, const char* fill, GradBufferStats* stats) {
+  Generator gen(21);  // the same dropout mask every call
+  Tensor x = testing::random_tensor({2, 3, 9, 9}, 22, -2.0f, 2.0f).to(device);
+  x.set_requires_grad(true);
+  GradFill scope(fill);
+  Tensor h = sigmoid(x);
+  h = avg_pool2d(h, 3, 1, 1);        // overlapping windows with padding: 9x9
+  h = dropout(h, 0.5f, true, gen);
+  h = avg_pool2d(h, 3, 2, 1);        // overlapping, stride 2: 5x5
+  h = avg_pool2d(h, 2, 2, 0);        // tiling: 2x2, row 4 and column 4 in no window
+  h = sigmoid(h);
+  Tensor y = global_avg_pool(h);     // (2, 3, 1, 1)
+  y.backward(testing::random_tensor(y.shape(), 23).to(device));
+  if (stats) *stats = last_backward_grad_buffers();
+  REQUIRE(x.grad().defined());
+  return x.grad().to_vector();
+}
+
+void check_chain(Device device) {
+  INFO("chain on " << device.str());
+  GradBufferStats zero_path, fresh_path;
+  const auto want = chain_gradient(device, "zero", &zero_path);
+  CHECK(zero_path.fresh == 0);
+  CHECK(zero_path.zeroed == 6);
+  std::size_t nonzero = 0;
+  for (float v : want) nonzero += v != 0.0f ? 1 : 0;
+  CHECK(nonzero > want.size() / 4);  // dropout and the pools leave most of x in play
+  for (const char* fill : {"nan", static_cast<const char*>(nullptr)}) {
+    INFO("SCRATCHNET_GRAD_FILL=" << (fill ? fill : "(unset)"));
+    const auto got = chain_gradient(device, fill, &fresh_path);
+    CHECK(fresh_path.fresh == 6);
+    CHECK(fresh_path.zeroed == 0);
+    REQUIRE(got.size() == want.size());
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) bad += got[i] == want[i] ? 0 : 1;
+    CHECK(bad == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("sigmoid, dropout and average pools write fresh buffers: equal to the zero-fill path",
+          "[autograd]") {
+  check_chain(Device::cpu());
+}
+
 // Not a check: prints the gradient-buffer zero-fill a step no longer does
 // (the course's sizes, CPU): build-cpu/scratchnet_tests "[grad_fill_report]" -s
 TEST_CASE("report: zero-fill bytes saved per step", "[.][grad_fill_report]") {
@@ -219,6 +277,12 @@ TEST_CASE("report: zero-fill bytes saved per step", "[.][grad_fill_report]") {
 }
 
 #ifdef SCRATCHNET_WITH_CUDA
+TEST_CASE("[cuda] sigmoid, dropout and average pools write fresh buffers: equal to the "
+          "zero-fill path",
+          "[cuda][autograd]") {
+  check_chain(Device::cuda(0));
+}
+
 TEST_CASE("[cuda] a training step with fresh buffers equals the zero-fill path: LeNet, ResNet-18",
           "[cuda][autograd][model]") {
   check_step_bit_equal("lenet", 28, 2, 1, Device::cuda(0));

@@ -189,7 +189,25 @@ TEST_CASE("avg_pool2d fast path for tiling windows equals the plain loops bit fo
     kernels::avg_pool2d_backward_cpu(p, dy.data(), dx.data());
     kernels::avg_pool2d_backward_cpu_plain(p, dy.data(), dx_plain.data());
     CHECK(dx == dx_plain);
+    // Write mode into NaN (an uninitialised buffer): every element set, the
+    // uncovered ones to 0, equal to accumulating into zeros.
+    const std::vector<float> zeros(dx0.size(), 0.0f);
+    std::vector<float> dxz = zeros, dxw(dx0.size(), std::nanf("")), dxw_plain = dxw;
+    kernels::avg_pool2d_backward_cpu_plain(p, dy.data(), dxz.data());
+    kernels::avg_pool2d_backward_cpu(p, dy.data(), dxw.data(), true);
+    kernels::avg_pool2d_backward_cpu_plain(p, dy.data(), dxw_plain.data(), true);
+    CHECK(dxw == dxz);
+    CHECK(dxw_plain == dxz);
   }
+}
+
+TEST_CASE("global_avg_pool backward in write mode sets every element", "[pool]") {
+  const int planes = 3, hw = 5;
+  const auto dy = random_tensor({planes}, 14).to_vector();
+  std::vector<float> dxz(planes * hw, 0.0f), dxw(planes * hw, std::nanf(""));
+  kernels::global_avg_pool_backward_cpu(planes, hw, dy.data(), dxz.data());
+  kernels::global_avg_pool_backward_cpu(planes, hw, dy.data(), dxw.data(), true);
+  CHECK(dxw == dxz);
 }
 
 TEST_CASE("global_avg_pool averages each plane", "[pool]") {

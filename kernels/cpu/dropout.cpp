@@ -52,7 +52,9 @@ void dropout_forward_cpu(int64_t n, float p, uint64_t seed, uint64_t offset, con
 }
 
 void dropout_backward_cpu(int64_t n, float p, uint64_t seed, uint64_t offset, const float* dy,
-                          float* dx) {
+                          float* dx, bool write) {
+  // Writing dx is the forward's map applied to dy (the same product, 0 where dropped).
+  if (write) return dropout_forward_cpu(n, p, seed, offset, dy, dx);
   const float scale = 1.0f / (1.0f - p);
   for_each_mask(n, p, seed, offset, [=](int64_t i, bool kept) {
     if (kept) dx[i] += dy[i] * scale;

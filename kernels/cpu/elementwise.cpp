@@ -77,7 +77,12 @@ void sigmoid_forward_cpu_plain(int64_t n, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
 }
 
-void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
+void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx, bool write) {
+  if (write) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+    return;
+  }
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
 }

@@ -7,8 +7,12 @@
 // PyTorch's CPU kernel) so a NaN is propagated rather than hidden.
 // Average pool: count_include_pad=True, divisor R*S; with ceil_mode=False no
 // window reaches past the padding, so the divisor is the same everywhere.
+// Its backward scatters (overlapping windows add into one pixel), so writing
+// an uninitialised dx zeroes each plane first; the tiled path (each pixel in
+// at most one window) writes its pixels and zeroes only those no window covers.
 #include "kernels/pool2d.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -107,7 +111,8 @@ void avg_pool2d_forward_cpu_plain(const Pool2dParams& p, const float* x, float* 
   }
 }
 
-void avg_pool2d_backward_cpu_plain(const Pool2dParams& p, const float* dy, float* dx) {
+void avg_pool2d_backward_cpu_plain(const Pool2dParams& p, const float* dy, float* dx,
+                                   bool write) {
   const int planes = p.N * p.C;
   const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
   const int64_t out_plane = static_cast<int64_t>(p.P) * p.Q;
@@ -116,6 +121,7 @@ void avg_pool2d_backward_cpu_plain(const Pool2dParams& p, const float* dy, float
   for (int nc = 0; nc < planes; ++nc) {
     const float* dyp = dy + nc * out_plane;
     float* dxp = dx + nc * in_plane;
+    if (write) std::fill(dxp, dxp + in_plane, 0.0f);
     for (int oh = 0; oh < p.P; ++oh) {
       const Range rh = clip(oh * p.stride - p.pad, p.R, p.H);
       for (int ow = 0; ow < p.Q; ++ow) {
@@ -175,6 +181,10 @@ void avg_pool2d_forward_tiled(const Pool2dParams& p, const float* x, float* y) {
   });
 }
 
+// Write: = instead of += (the one term of each covered pixel); the columns
+// right of the last window and the rows below it (W, H not multiples of R)
+// are set to 0.
+template <bool Write>
 void avg_pool2d_backward_tiled(const Pool2dParams& p, const float* dy, float* dx) {
   const int W = p.W, Q = p.Q, R = p.R;
   const float inv = 1.0f / static_cast<float>(R * R);
@@ -186,17 +196,35 @@ void avg_pool2d_backward_tiled(const Pool2dParams& p, const float* dy, float* dx
       if (R == 2) {  // a constant window width: vectorised
         for (int ow = 0; ow < Q; ++ow) {
           const float v = g[ow] * inv;
-          out[2 * ow] += v;
-          out[2 * ow + 1] += v;
+          if (Write) {
+            out[2 * ow] = v;
+            out[2 * ow + 1] = v;
+          } else {
+            out[2 * ow] += v;
+            out[2 * ow + 1] += v;
+          }
         }
       } else {
         for (int ow = 0; ow < Q; ++ow) {
           const float v = g[ow] * inv;
-          for (int w = 0; w < R; ++w) out[ow * R + w] += v;
+          for (int w = 0; w < R; ++w) {
+            if (Write)
+              out[ow * R + w] = v;
+            else
+              out[ow * R + w] += v;
+          }
         }
       }
+      if (Write) std::fill(out + Q * R, out + W, 0.0f);
     }
   });
+  if (Write && p.P * R < p.H) {
+    const int64_t in_plane = static_cast<int64_t>(p.H) * W, covered = int64_t{p.P} * R * W;
+    const int planes = p.N * p.C;
+#pragma omp parallel for schedule(static)
+    for (int nc = 0; nc < planes; ++nc)
+      std::fill(dx + nc * in_plane + covered, dx + (nc + 1) * in_plane, 0.0f);
+  }
 }
 
 }  // namespace
@@ -206,9 +234,12 @@ void avg_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y) {
   avg_pool2d_forward_cpu_plain(p, x, y);
 }
 
-void avg_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, float* dx) {
-  if (tiles_exactly(p)) return avg_pool2d_backward_tiled(p, dy, dx);
-  avg_pool2d_backward_cpu_plain(p, dy, dx);
+void avg_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, float* dx, bool write) {
+  if (tiles_exactly(p)) {
+    if (write) return avg_pool2d_backward_tiled<true>(p, dy, dx);
+    return avg_pool2d_backward_tiled<false>(p, dy, dx);
+  }
+  avg_pool2d_backward_cpu_plain(p, dy, dx, write);
 }
 
 void global_avg_pool_forward_cpu(int planes, int hw, const float* x, float* y) {
@@ -221,13 +252,16 @@ void global_avg_pool_forward_cpu(int planes, int hw, const float* x, float* y) {
   }
 }
 
-void global_avg_pool_backward_cpu(int planes, int hw, const float* dy, float* dx) {
+void global_avg_pool_backward_cpu(int planes, int hw, const float* dy, float* dx, bool write) {
   const float inv = 1.0f / static_cast<float>(hw);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < planes; ++i) {
     float* dxp = dx + static_cast<int64_t>(i) * hw;
     const float g = dy[i] * inv;
-    for (int j = 0; j < hw; ++j) dxp[j] += g;
+    if (write)
+      std::fill(dxp, dxp + hw, g);
+    else
+      for (int j = 0; j < hw; ++j) dxp[j] += g;
   }
 }
 

@@ -56,8 +56,14 @@ void dropout_forward_cuda(int64_t n, float p, uint64_t seed, uint64_t offset, co
 }
 
 void dropout_backward_cuda(int64_t n, float p, uint64_t seed, uint64_t offset, const float* dy,
-                           float* dx, Stream stream, const uint64_t* offset_base) {
+                           float* dx, Stream stream, const uint64_t* offset_base, bool write) {
   if (n <= 0) return;
+  // Writing dx is the forward's map applied to dy (the same product, 0 where dropped).
+  if (write) {
+    SN_LAUNCH("dropout_kernel<backward, write>", dropout_kernel<false>, grid_for((n + 3) / 4),
+              kThreads, 0, stream, n, p, seed, offset_base, offset, dy, dx);
+    return;
+  }
   SN_LAUNCH("dropout_kernel<backward>", dropout_kernel<true>, grid_for((n + 3) / 4), kThreads, 0,
             stream, n, p, seed, offset_base, offset, dy, dx);
 }

@@ -46,7 +46,11 @@ struct SigmoidBackward {
   const float* y;
   const float* dy;
   float* dx;
-  __device__ void operator()(int64_t i) const { dx[i] += dy[i] * y[i] * (1.0f - y[i]); }
+  bool write;  // dx = g (dx uninitialised), else dx += g
+  __device__ void operator()(int64_t i) const {
+    const float g = dy[i] * y[i] * (1.0f - y[i]);
+    dx[i] = write ? g : dx[i] + g;
+  }
 };
 struct Add {
   const float* a;
@@ -100,8 +104,9 @@ void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, S
 void sigmoid_forward_cuda(int64_t n, const float* x, float* y, Stream stream) {
   launch("sigmoid_forward", n, stream, SigmoidForward{x, y});
 }
-void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream) {
-  launch("sigmoid_backward", n, stream, SigmoidBackward{y, dy, dx});
+void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx, Stream stream,
+                           bool write) {
+  launch("sigmoid_backward", n, stream, SigmoidBackward{y, dy, dx, write});
 }
 void add_forward_cuda(int64_t n, const float* a, const float* b, float* y, Stream stream) {
   launch("add_forward", n, stream, Add{a, b, y});

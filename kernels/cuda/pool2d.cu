@@ -9,6 +9,8 @@
 //                 (write_dx: = instead of +=; every dx element is visited).
 //   avg:          padding counts (divide by R*S).
 //   global avg:   one block per plane, double accumulation, fixed-order tree.
+// The avg and global avg backward kernels take the same write flag as max's:
+// each thread owns its dx element, so writing needs no zeroing first.
 #include <cmath>
 
 #include "kernels/cuda/launch.cuh"
@@ -97,7 +99,7 @@ __global__ void avg_forward_kernel(Pool2dParams p, const float* __restrict__ x,
 }
 
 __global__ void avg_backward_kernel(Pool2dParams p, const float* __restrict__ dy,
-                                    float* __restrict__ dx) {
+                                    float* __restrict__ dx, bool write) {
   const float inv = 1.0f / static_cast<float>(p.R * p.S);
   for (int64_t idx = global_tid(); idx < total_in(p); idx += grid_stride()) {
     const int w = static_cast<int>(idx % p.W), h = static_cast<int>((idx / p.W) % p.H);
@@ -109,7 +111,7 @@ __global__ void avg_backward_kernel(Pool2dParams p, const float* __restrict__ dy
     float sum = 0.0f;
     for (int oh = ph0; oh < ph1; ++oh)
       for (int ow = pw0; ow < pw1; ++ow) sum += dy[base + oh * p.Q + ow] * inv;
-    dx[idx] += sum;
+    dx[idx] = write ? sum : dx[idx] + sum;
   }
 }
 
@@ -126,10 +128,13 @@ __global__ void global_avg_forward_kernel(int planes, int hw, const float* __res
 }
 
 __global__ void global_avg_backward_kernel(int planes, int hw, const float* __restrict__ dy,
-                                           float* __restrict__ dx) {
+                                           float* __restrict__ dx, bool write) {
   const float inv = 1.0f / static_cast<float>(hw);
   const int64_t total = static_cast<int64_t>(planes) * hw;
-  for (int64_t i = global_tid(); i < total; i += grid_stride()) dx[i] += dy[i / hw] * inv;
+  for (int64_t i = global_tid(); i < total; i += grid_stride()) {
+    const float g = dy[i / hw] * inv;
+    dx[i] = write ? g : dx[i] + g;
+  }
 }
 
 int64_t outputs(const Pool2dParams& p) {
@@ -158,9 +163,10 @@ void avg_pool2d_forward_cuda(const Pool2dParams& p, const float* x, float* y, St
             stream, p, x, y);
 }
 
-void avg_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, float* dx, Stream stream) {
+void avg_pool2d_backward_cuda(const Pool2dParams& p, const float* dy, float* dx, Stream stream,
+                              bool write) {
   SN_LAUNCH("avg_pool2d avg_backward_kernel", avg_backward_kernel, grid_for(inputs(p)), kThreads, 0,
-            stream, p, dy, dx);
+            stream, p, dy, dx, write);
 }
 
 void global_avg_pool_forward_cuda(int planes, int hw, const float* x, float* y, Stream stream) {
@@ -170,9 +176,11 @@ void global_avg_pool_forward_cuda(int planes, int hw, const float* x, float* y, 
             planes, hw, x, y);
 }
 
-void global_avg_pool_backward_cuda(int planes, int hw, const float* dy, float* dx, Stream stream) {
+void global_avg_pool_backward_cuda(int planes, int hw, const float* dy, float* dx, Stream stream,
+                                   bool write) {
   SN_LAUNCH("global_avg_backward_kernel", global_avg_backward_kernel,
-            grid_for(static_cast<int64_t>(planes) * hw), kThreads, 0, stream, planes, hw, dy, dx);
+            grid_for(static_cast<int64_t>(planes) * hw), kThreads, 0, stream, planes, hw, dy, dx,
+            write);
 }
 
 }  // namespace scratchnet::kernels
