@@ -28,10 +28,12 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
 // own choice), so the per-image path and short last groups are reachable
 // with small shapes. Not thread-safe; set it between calls.
 void conv2d_cpu_cap_group_images_for_testing(int images);
-// Tests only: the CPU kernels' path, 0 their choice, 1 always im2col + GEMM,
-// 2 the direct kernels wherever they apply (kernels/cpu/conv2d_direct.h),
-// 3 the data gradient as a forward convolution of dy with the flipped
-// filters wherever it applies (stride 1, R == S, pad < R; else as 1).
+// Tests only: the CPU kernels' path. 0: their choice. 1: always im2col +
+// GEMM with the columns matrix built whole (no implicit im2col, data
+// gradient by col2im). 2: the direct kernels wherever they apply
+// (kernels/cpu/conv2d_direct.h). 3: no direct kernels; the data gradient as
+// a forward convolution of dy with the flipped filters wherever that applies
+// (stride 1, R == S, pad < R), stride-1 columns implicit.
 // Not thread-safe; set it between calls.
 void conv2d_cpu_path_for_testing(int path);
 

@@ -14,11 +14,25 @@
 
 namespace scratchnet::kernels {
 
+// op(B) that is not stored but written on demand, straight into the CPU
+// GEMM's packed layout (conv2d's implicit im2col: the columns matrix is never
+// built whole). pack(ctx, k0, kc, j0, nc, nr, dst) writes rows [k0, k0+kc)
+// and columns [j0, j0+nc) of op(B) as ceil(nc/nr) micro-panels of kc x nr
+// floats, one after another, each row by row; columns past nc are zeros. It
+// may be called from several threads at once, with different dst.
+struct GemmBSource {
+  void (*pack)(const void* ctx, int k0, int kc, int j0, int nc, int nr, float* dst) = nullptr;
+  const void* ctx = nullptr;
+};
+
 struct GemmParams {
   bool trans_a = false, trans_b = false;
   int M = 0, N = 0, K = 0;
   int lda = 0, ldb = 0, ldc = 0;
   float alpha = 1.0f, beta = 0.0f;
+  // CPU only (the CUDA GEMM rejects it): op(B) from this source instead of the B
+  // pointer, which is then unused (pass nullptr; trans_b and ldb are ignored).
+  const GemmBSource* b_source = nullptr;
 };
 
 // Row-major params for C[M,N] = op(A) op(B): fills in the leading dimensions

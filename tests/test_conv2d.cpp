@@ -197,6 +197,16 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
     kernels::conv2d_forward_cpu(p, x.data(), w.data(), b.data(), y.data());
     const double ty = 1e-5 * tolerance_scale(c.C * c.R * c.S);
     require_close(y, want.y, ty, ty, "y");
+    {
+      // Stride-1 layers pack the GEMM's columns straight from the images
+      // (implicit im2col); the explicit columns matrix (path 1) feeds the
+      // same micro-kernel the same numbers in the same order: same bits.
+      kernels::conv2d_cpu_path_for_testing(1);
+      std::vector<float> y_explicit(want.y.size(), -1.0f);
+      kernels::conv2d_forward_cpu(p, x.data(), w.data(), b.data(), y_explicit.data());
+      kernels::conv2d_cpu_path_for_testing(0);
+      CHECK(y_explicit == y);
+    }
 
     std::vector<float> dx(x.size(), 0.0f), dw(w.size(), 0.0f), db(c.K, 0.0f);
     kernels::conv2d_backward_data_cpu(p, dy.data(), w.data(), dx.data());

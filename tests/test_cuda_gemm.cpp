@@ -111,6 +111,16 @@ TEST_CASE("gemm_cuda rejects a leading dimension that is too small", "[cuda][gem
       ShapeError);
 }
 
+TEST_CASE("gemm_cuda rejects an on-demand B, which only the CPU GEMM takes", "[cuda][gemm]") {
+  k::GemmParams p = k::gemm_params(false, false, 4, 4, 4);
+  k::GemmBSource source;
+  p.b_source = &source;
+  Tensor t = Tensor::zeros({64}, gpu());
+  CHECK_THROWS_WITH(
+      k::gemm_cuda(p, t.data<float>(), t.data<float>(), t.data<float>(), cuda::stream()),
+      Catch::Contains("b_source"));
+}
+
 TEST_CASE("gemm_cuda matches cuBLAS (strict FP32)", "[cuda][gemm]") {
   // With integer data, equal bit for bit at the large size; both against the
   // same fp64 reference (rule 2) at the small one.

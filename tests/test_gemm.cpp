@@ -4,7 +4,8 @@
 // instruction-set variant of the micro-kernel this CPU runs (avx512, avx2,
 // generic: kernels/cpu/gemm_variants.h) goes through the same cases, once
 // through gemm_cpu and once with op(A) packed beforehand (gemm_cpu_pack_a +
-// gemm_cpu_prepacked_a), which must give the same bits.
+// gemm_cpu_prepacked_a), and once more with op(B) from a GemmBSource; all
+// must give the same bits.
 //
 // Tolerance rule: |got - want| <= atol + rtol*|want| with
 // atol = rtol = 1e-5 * sqrt(K/16 + 1). Operands are uniform in [-1, 1); each
@@ -81,6 +82,34 @@ void run_case(const std::string& variant, bool ta, bool tb, int M, int N, int K,
   kernels::gemm_cpu_pack_a(p, A.data(), packed.data(), variant);
   kernels::gemm_cpu_prepacked_a(p, packed.data(), B.data(), C2.data(), variant);
   CHECK(C2 == C);
+
+  // And with op(B) written on demand by a GemmBSource (conv2d's implicit
+  // im2col) instead of read from B: it must receive exactly the panels the
+  // GEMM would pack itself, zero past the last column, so again the same bits.
+  struct Source {
+    const kernels::GemmParams* p;
+    const float* B;
+  } ctx{&p, B.data()};
+  kernels::GemmBSource source;
+  source.ctx = &ctx;
+  source.pack = [](const void* c, int k0, int kc, int j0, int nc, int nr, float* dst) {
+    const Source& s = *static_cast<const Source*>(c);
+    for (int jp = 0; jp < nc; jp += nr)
+      for (int k = 0; k < kc; ++k)
+        for (int j = 0; j < nr; ++j) {
+          const int col = j0 + jp + j, row = k0 + k;
+          const bool inside = jp + j < nc;
+          const std::size_t at = s.p->trans_b ? static_cast<std::size_t>(col) * s.p->ldb + row
+                                              : static_cast<std::size_t>(row) * s.p->ldb + col;
+          dst[static_cast<std::size_t>(jp) * kc + static_cast<std::size_t>(k) * nr + j] =
+              inside ? s.B[at] : 0.0f;
+        }
+  };
+  kernels::GemmParams ps = p;
+  ps.b_source = &source;
+  std::vector<float> C3 = random_vec(static_cast<std::size_t>(M) * p.ldc, seed + 2);
+  kernels::gemm_cpu_prepacked_a(ps, packed.data(), nullptr, C3.data(), variant);
+  CHECK(C3 == C);
 }
 
 }  // namespace

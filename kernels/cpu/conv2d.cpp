@@ -33,10 +33,13 @@
 // GEMM spreads over the threads instead. Scratch buffers are thread_local and
 // grow to the largest layer seen, so a training step allocates nothing.
 //
-// Stride-1 layers with few channels (LeNet's) skip im2col and GEMM where
-// that measured faster: kernels/cpu/conv2d_direct.cpp. The data gradient of
-// stride-1 layers with 5x5 or larger filters runs as a forward convolution
-// (flipped_forward below).
+// Stride-1 layers never build the columns matrix: the GEMM packs its
+// micro-panels straight from the padded images (implicit im2col, see
+// pack_columns below), and their data gradient runs as a forward
+// convolution of dy with flipped filters (flipped_forward), so no col2im
+// either. Strided layers build col and scatter with col2im. Stride-1 layers
+// with few channels (LeNet's) skip im2col and GEMM where that measured
+// faster: kernels/cpu/conv2d_direct.cpp.
 #include "kernels/conv2d.h"
 
 #include <omp.h>
@@ -260,6 +263,126 @@ const float* gather_dy(const Conv2dParams& p, const float* dy, int n0, int g) {
   return out;
 }
 
+// --- Implicit im2col: the forward GEMM's B packed straight from the images.
+//
+// With stride 1, column j of the group's columns (image i, output (oh, ow))
+// and row k (tap c, r, s) is xp_i[c][oh + r][ow + s] of the zero-padded
+// image: a row offset that depends only on k plus a column offset that
+// depends only on j, and columns in the same output row are neighbours in
+// memory. So a micro-panel of nr columns is a few runs of consecutive
+// floats (one per output row it touches), copied for each of its kc rows
+// straight into the GEMM's packed layout (GemmBSource). The columns matrix,
+// CRS x PQ floats per image (1.3 MiB on ResNet's 64-channel layers, 4.7 MiB
+// for a group of its 3x3 maps), is never written and read back: written
+// whole it had left L2 by the time the GEMM packed it.
+
+// What pack_columns reads: the group's images zero-padded (or x itself
+// without padding), `image` floats apart.
+struct ImplicitColumns {
+  const float* xp;
+  int R, S, Wp, Q;
+  long plane, image, PQ;
+};
+
+// The widest micro-panel pack_columns serves (the GEMM variants' nr is 32 at most).
+constexpr int kMaxPanel = 64;
+
+// n <= kMaxPanel floats from src to dst, in whole vectors where it can.
+// Straight-line code, no loop: GCC turns a loop of copies into a call to
+// memmove, which costs more than these copies of a few dozen floats.
+inline void copy_run(const float* __restrict src, float* __restrict dst, int n) {
+  static_assert(kMaxPanel <= 64, "copy_run copies at most 64 floats");
+  int t = 0;
+  for (int half = 0; half < 2; ++half)
+    if (t + 32 <= n) {
+      std::memcpy(dst + t, src + t, 32 * sizeof(float));
+      t += 32;
+    }
+  if (t + 16 <= n) {
+    std::memcpy(dst + t, src + t, 16 * sizeof(float));
+    t += 16;
+  }
+  if (t + 8 <= n) {
+    std::memcpy(dst + t, src + t, 8 * sizeof(float));
+    t += 8;
+  }
+  if (t + 4 <= n) {
+    std::memcpy(dst + t, src + t, 4 * sizeof(float));
+    t += 4;
+  }
+  if (t + 2 <= n) {
+    std::memcpy(dst + t, src + t, 2 * sizeof(float));
+    t += 2;
+  }
+  if (t < n) dst[t] = src[t];
+}
+
+// GemmBSource::pack for ImplicitColumns.
+void pack_columns(const void* ctx, int k0, int kc, int j0, int nc, int nr, float* dst) {
+  const ImplicitColumns& m = *static_cast<const ImplicitColumns*>(ctx);
+  require(nr <= kMaxPanel, "conv2d", "implicit im2col: micro-panels wider than kMaxPanel");
+  // Where tap k0 + k starts in a padded image.
+  thread_local std::vector<long> row_offset;
+  row_offset.resize(static_cast<std::size_t>(kc));
+  const int RS = m.R * m.S;
+  for (int k = 0; k < kc; ++k) {
+    const int crs = k0 + k, c = crs / RS, rs = crs % RS;
+    row_offset[k] = c * m.plane + static_cast<long>(rs / m.S) * m.Wp + rs % m.S;
+  }
+  struct Run {
+    int lane, len;
+    long offset;  // of the run's first column in the padded images
+  };
+  Run runs[kMaxPanel];
+  for (int jp = 0; jp < nc; jp += nr) {
+    const int lanes = std::min(nr, nc - jp);
+    int n = 0;
+    for (int j = 0; j < lanes;) {
+      const long col = static_cast<long>(j0) + jp + j, img = col / m.PQ;
+      const int pq = static_cast<int>(col - img * m.PQ), oh = pq / m.Q, ow = pq - oh * m.Q;
+      const int len = std::min(lanes - j, m.Q - ow);
+      runs[n++] = {j, len, img * m.image + static_cast<long>(oh) * m.Wp + ow};
+      j += len;
+    }
+    // Run by run down the panel's rows: within a run the copy length is
+    // fixed, so its branches are predicted.
+    float* panel = dst + static_cast<long>(jp) * kc;
+    for (int i = 0; i < n; ++i) {
+      const float* src = m.xp + runs[i].offset;
+      float* d = panel + runs[i].lane;
+      const int len = runs[i].len;
+      for (int k = 0; k < kc; ++k) copy_run(src + row_offset[k], d + static_cast<long>(k) * nr, len);
+    }
+    if (lanes < nr)
+      for (int k = 0; k < kc; ++k)
+        std::fill(panel + static_cast<long>(k) * nr + lanes, panel + (k + 1L) * nr, 0.0f);
+  }
+}
+
+bool implicit_columns_apply(const Conv2dParams& p) {
+  return p.stride == 1 && !is_pointwise(p) && g_path != 1;
+}
+
+// Images [n0, n0+g) with their zero borders, one after another, and the
+// distance between them; x itself without padding.
+const float* padded_group(const Conv2dParams& p, const float* x, int n0, int g, long* image) {
+  const long src_image = static_cast<long>(p.C) * p.H * p.W;
+  if (p.pad == 0) {
+    *image = src_image;
+    return x + n0 * src_image;
+  }
+  const int Hp = p.H + 2 * p.pad, Wp = p.W + 2 * p.pad;
+  *image = static_cast<long>(p.C) * Hp * Wp;
+  float* xp = grow(scratch().padded, static_cast<std::size_t>(g) * *image);
+  std::fill(xp, xp + g * *image, 0.0f);
+  for (int i = 0; i < g; ++i)
+    for (int c = 0; c < p.C; ++c)
+      for (int h = 0; h < p.H; ++h)
+        std::copy_n(x + (n0 + i) * src_image + (static_cast<long>(c) * p.H + h) * p.W, p.W,
+                    xp + i * *image + (static_cast<long>(c) * Hp + h + p.pad) * Wp + p.pad);
+  return xp;
+}
+
 // y for images [n0, n0+g): one GEMM over the group's columns; with
 // `accumulate`, y += instead of y = (b must then be null).
 void forward_group(const Conv2dParams& p, const float* x, const float* wp, const float* b, float* y,
@@ -269,14 +392,25 @@ void forward_group(const Conv2dParams& p, const float* x, const float* wp, const
   const long image = static_cast<long>(p.C) * p.H * p.W;
   float* yn = y + static_cast<long>(n0) * p.K * PQ;
   const float* col = x + static_cast<long>(n0) * image;  // a pointwise filter's columns: x_n itself
-  if (!is_pointwise(p)) {
+  ImplicitColumns implicit;
+  GemmBSource source;
+  if (implicit_columns_apply(p)) {
+    implicit = {padded_group(p, x, n0, g, &implicit.image), p.R, p.S, p.W + 2 * p.pad, p.Q,
+                static_cast<long>(p.H + 2 * p.pad) * (p.W + 2 * p.pad), implicit.image, PQ};
+    source = {&pack_columns, &implicit};
+    col = nullptr;
+  } else if (!is_pointwise(p)) {
     float* c = grow(scratch().col, static_cast<std::size_t>(CRS) * ld);
     for (int i = 0; i < g; ++i) im2col(p, x + (n0 + i) * image, c + i * PQ, ld);
     col = c;
   }
+  const auto params = [&](int N, float beta) {
+    GemmParams gp = gemm_params(false, false, p.K, N, CRS, 1.0f, beta);
+    if (!col) gp.b_source = &source;
+    return gp;
+  };
   if (g == 1) {
-    gemm_cpu_prepacked_a(gemm_params(false, false, p.K, PQ, CRS, 1.0f, accumulate ? 1.0f : 0.0f),
-                         wp, col, yn);
+    gemm_cpu_prepacked_a(params(static_cast<int>(PQ), accumulate ? 1.0f : 0.0f), wp, col, yn);
     if (b)
       for (int k = 0; k < p.K; ++k) {
         float* row = yn + k * PQ;
@@ -285,7 +419,7 @@ void forward_group(const Conv2dParams& p, const float* x, const float* wp, const
     return;
   }
   float* out = grow(scratch().kpq, static_cast<std::size_t>(p.K) * ld);
-  gemm_cpu_prepacked_a(gemm_params(false, false, p.K, ld, CRS), wp, col, out);
+  gemm_cpu_prepacked_a(params(static_cast<int>(ld), 0.0f), wp, col, out);
   for (int i = 0; i < g; ++i)
     for (int k = 0; k < p.K; ++k) {
       const float* __restrict src = out + k * ld + i * PQ;
@@ -396,13 +530,13 @@ namespace {
 bool flipped_forward_applies(const Conv2dParams& p) {
   return p.stride == 1 && p.R == p.S && p.pad <= p.R - 1 && !is_pointwise(p);
 }
-// Measured (bench --mode kernels, 2 threads, AVX-512, 2026-11-30): AlexNet's
-// conv2 (32x96x26x26, K 256, 5x5) 260 -> 196 ms; at 3x3 the scatter is short
-// and the plain route wins (AlexNet conv3 41 vs 54 ms, ResNet-18@96 layers
-// equal or slower), so only filters of 5x5 and larger take it.
-bool flipped_forward_pays(const Conv2dParams& p) {
-  return flipped_forward_applies(p) && p.R >= 5;
-}
+// Measured (2 threads, AVX-512, best of 3 x 8 runs, 2026-12-01): with the
+// explicit columns only 5x5 paid (AlexNet's conv2 260 -> 196 ms; at 3x3 the
+// im2col copy cost what the short scatter did). With the implicit columns
+// above 3x3 pays too: ResNet-18@96's 64x24x24 15.8 -> 12.9 ms, 128x12x12
+// 13.9 -> 12.3, 256x6x6 12.4 -> 11.9, 512x3x3 equal; AlexNet's conv4
+// (384 -> 256 at 12x12) 37.6 -> 32.4; VGG's 128x112x112 159 -> 131. So every
+// stride-1 layer it applies to takes it.
 
 void flipped_forward(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   const int RS = p.R * p.S;
@@ -435,7 +569,7 @@ void flipped_forward(const Conv2dParams& p, const float* dy, const float* w, flo
 
 void conv2d_backward_data_cpu(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   if (use_direct(p, ConvPass::kData)) return conv2d_backward_data_direct(p, dy, w, dx);
-  if (g_path == 3 ? flipped_forward_applies(p) : g_path == 0 && flipped_forward_pays(p))
+  if ((g_path == 0 || g_path == 3) && flipped_forward_applies(p))
     return flipped_forward(p, dy, w, dx);
   const Plan pl = plan(p);
   const float* wtp = pack_weights(p, w, true);

@@ -143,7 +143,8 @@ void gemm_run(const GemmVariant& v, const GemmParams& p, const float* A, const f
           "sizes must be >= 0, got M=" + std::to_string(p.M) + " N=" + std::to_string(p.N) +
               " K=" + std::to_string(p.K));
   // A row stride shorter than the row would make rows overlap: a caller bug.
-  require(p.lda >= (p.trans_a ? p.M : p.K) && p.ldb >= (p.trans_b ? p.K : p.N) && p.ldc >= p.N,
+  require(p.lda >= (p.trans_a ? p.M : p.K) &&
+              (p.b_source || p.ldb >= (p.trans_b ? p.K : p.N)) && p.ldc >= p.N,
           "gemm",
           "leading dimensions too small: lda=" + std::to_string(p.lda) +
               " ldb=" + std::to_string(p.ldb) + " ldc=" + std::to_string(p.ldc) + " for M=" +

@@ -188,7 +188,7 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
   // 4096 x 9600): a panel then reads 128 bytes from each of kc pages, which
   // neither the TLB nor the hardware prefetcher follow (16 GFLOP/s), while
   // pack_b copies NC-wide rows, 1 KiB per page visited.
-  const bool b_in_place = !p.trans_b && mc <= 4 * MR && p.ldb < 1024;
+  const bool b_in_place = !p.b_source && !p.trans_b && mc <= 4 * MR && p.ldb < 1024;
   for (int k0 = 0; k0 < p.K; k0 += KC) {
     const int kc = imin(KC, p.K - k0);
     // The first slice applies beta; later ones add to what it wrote.
@@ -202,7 +202,9 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
       pack_a<MR>(p, A, i0, mc, k0, kc, ap);
     for (int jb = 0; jb < nc; jb += NC) {
       const int nb = imin(NC, nc - jb), full_nb = nb / NR * NR;
-      if (!b_in_place)
+      if (p.b_source)
+        p.b_source->pack(p.b_source->ctx, k0, kc, j0 + jb, nb, NR, bp);
+      else if (!b_in_place)
         pack_b<NR>(p, B, k0, kc, j0 + jb, nb, bp);
       else if (full_nb < nb)
         pack_b<NR>(p, B, k0, kc, j0 + jb + full_nb, nb - full_nb,

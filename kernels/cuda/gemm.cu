@@ -288,6 +288,8 @@ void check_gemm_params(const GemmParams& p) {
   auto s = [](long long v) { return std::to_string(v); };
   require(p.M >= 0 && p.N >= 0 && p.K >= 0, "gemm",
           "sizes must be >= 0, got M=" + s(p.M) + " N=" + s(p.N) + " K=" + s(p.K));
+  require(p.b_source == nullptr, "gemm",
+          "an on-demand B (GemmParams::b_source) is for the CPU GEMM only; pass B in device memory");
   const int a_cols = p.trans_a ? p.M : p.K, b_cols = p.trans_b ? p.K : p.N;
   require(p.lda >= a_cols, "gemm",
           "lda " + s(p.lda) + " is smaller than the row length " + s(a_cols) + " of A");
