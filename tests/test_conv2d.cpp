@@ -197,17 +197,6 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
     kernels::conv2d_forward_cpu(p, x.data(), w.data(), b.data(), y.data());
     const double ty = 1e-5 * tolerance_scale(c.C * c.R * c.S);
     require_close(y, want.y, ty, ty, "y");
-    {
-      // Stride-1 layers pack the GEMM's columns straight from the images
-      // (implicit im2col); the explicit columns matrix (path 1) feeds the
-      // same micro-kernel the same numbers in the same order: same bits.
-      kernels::conv2d_cpu_path_for_testing(1);
-      std::vector<float> y_explicit(want.y.size(), -1.0f);
-      kernels::conv2d_forward_cpu(p, x.data(), w.data(), b.data(), y_explicit.data());
-      kernels::conv2d_cpu_path_for_testing(0);
-      CHECK(y_explicit == y);
-    }
-
     std::vector<float> dx(x.size(), 0.0f), dw(w.size(), 0.0f), db(c.K, 0.0f);
     kernels::conv2d_backward_data_cpu(p, dy.data(), w.data(), dx.data());
     const double tx = 1e-5 * tolerance_scale(c.K * c.R * c.S);
@@ -216,6 +205,30 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
     const double tw = 1e-5 * tolerance_scale(c.N * p.P * p.Q);
     require_close(dw, want.dw, tw, tw, "dw");
     require_close(db, want.db, tw, tw, "db");
+
+    {
+      // The GEMM path with its columns packed straight from the images
+      // (implicit im2col: every forward and weight gradient of path 3) and
+      // with the columns matrix built whole (path 1) feeds the same
+      // micro-kernel the same numbers in the same order: the same bits.
+      struct Gemms {
+        std::vector<float> y, dw, db;
+      };
+      const auto gemm_path = [&](int path) {
+        kernels::conv2d_cpu_path_for_testing(path);
+        Gemms r{std::vector<float>(want.y.size(), -1.0f), std::vector<float>(w.size(), 0.0f),
+                std::vector<float>(c.K, 0.0f)};
+        kernels::conv2d_forward_cpu(p, x.data(), w.data(), b.data(), r.y.data());
+        kernels::conv2d_backward_weight_cpu(p, x.data(), dy.data(), r.dw.data(), r.db.data());
+        kernels::conv2d_cpu_path_for_testing(0);
+        return r;
+      };
+      const Gemms implicit = gemm_path(3), whole = gemm_path(1);
+      CHECK(implicit.y == whole.y);
+      CHECK(implicit.dw == whole.dw);
+      CHECK(implicit.db == whole.db);
+      require_close(implicit.dw, want.dw, tw, tw, "dw (GEMM)");
+    }
 
     // The weight gradient sums per-thread partials in a fixed order: the
     // same inputs give the same bits on every run.

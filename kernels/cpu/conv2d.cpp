@@ -364,23 +364,85 @@ bool implicit_columns_apply(const Conv2dParams& p) {
 }
 
 // Images [n0, n0+g) with their zero borders, one after another, and the
-// distance between them; x itself without padding.
-const float* padded_group(const Conv2dParams& p, const float* x, int n0, int g, long* image) {
+// distance between them; x itself without padding, unless need_slack asks
+// for a copy with kSlack floats after the last image to over-read.
+const float* padded_group(const Conv2dParams& p, const float* x, int n0, int g, long* image,
+                          bool need_slack = false) {
   const long src_image = static_cast<long>(p.C) * p.H * p.W;
-  if (p.pad == 0) {
+  if (p.pad == 0 && !need_slack) {
     *image = src_image;
     return x + n0 * src_image;
   }
   const int Hp = p.H + 2 * p.pad, Wp = p.W + 2 * p.pad;
   *image = static_cast<long>(p.C) * Hp * Wp;
-  float* xp = grow(scratch().padded, static_cast<std::size_t>(g) * *image);
-  std::fill(xp, xp + g * *image, 0.0f);
+  const long size = g * *image + kSlack;
+  float* xp = grow(scratch().padded, static_cast<std::size_t>(size));
+  if (p.pad > 0) std::fill(xp, xp + size, 0.0f);
   for (int i = 0; i < g; ++i)
     for (int c = 0; c < p.C; ++c)
       for (int h = 0; h < p.H; ++h)
         std::copy_n(x + (n0 + i) * src_image + (static_cast<long>(c) * p.H + h) * p.W, p.W,
                     xp + i * *image + (static_cast<long>(c) * Hp + h + p.pad) * Wp + p.pad);
   return xp;
+}
+
+// The weight gradient's B is the transposed columns, colᵀ (g*PQ, CRS): row
+// k is output position k of the group, column j is tap (c, r, s), and the
+// value xp_i[c][oh*stride + r][ow*stride + s] is again a column offset plus
+// a row offset, now with the roles swapped: along a panel row the taps of
+// one filter row (s = 0..S-1) are neighbours in memory, a run of S floats.
+struct ImplicitColumnsT {
+  const float* xp;  // padded images with kSlack floats to spare
+  int R, S, Wp, Q, stride;
+  long plane, image, PQ;
+};
+
+// GemmBSource::pack for ImplicitColumnsT.
+void pack_columns_t(const void* ctx, int k0, int kc, int j0, int nc, int nr, float* dst) {
+  const ImplicitColumnsT& m = *static_cast<const ImplicitColumnsT*>(ctx);
+  require(nr <= kMaxPanel, "conv2d", "implicit im2col: micro-panels wider than kMaxPanel");
+  // Where output position k0 + k starts in the padded images.
+  thread_local std::vector<long> position;
+  position.resize(static_cast<std::size_t>(kc));
+  for (int k = 0; k < kc; ++k) {
+    const long col = static_cast<long>(k0) + k, img = col / m.PQ;
+    const int pq = static_cast<int>(col - img * m.PQ), oh = pq / m.Q, ow = pq - oh * m.Q;
+    position[k] = img * m.image + static_cast<long>(oh) * m.stride * m.Wp + ow * m.stride;
+  }
+  struct Run {
+    int lane, len;
+    long offset;  // of tap (c, r, s0) from an output position's window
+  };
+  Run runs[kMaxPanel];
+  const int RS = m.R * m.S;
+  const long total = static_cast<long>(nc) * kc;  // floats this call writes, before zero lanes
+  for (int jp = 0; jp < nc; jp += nr) {
+    const int lanes = std::min(nr, nc - jp);
+    int n = 0;
+    for (int j = 0; j < lanes;) {
+      const int crs = j0 + jp + j, c = crs / RS, rs = crs % RS, r = rs / m.S, s0 = rs % m.S;
+      const int len = std::min(lanes - j, m.S - s0);
+      runs[n++] = {j, len, c * m.plane + static_cast<long>(r) * m.Wp + s0};
+      j += len;
+    }
+    float* panel = dst + static_cast<long>(jp) * kc;
+    for (int k = 0; k < kc; ++k) {
+      float* d = panel + static_cast<long>(k) * nr;
+      const float* window = m.xp + position[k];
+      // With filter rows of up to 8 taps each run moves as one 8-float copy:
+      // the surplus lands on lanes the next run (or the next row, or the
+      // zero fill) writes afterwards, and the source over-read stays inside
+      // the images' slack. Only the very end of dst must not be overrun.
+      const bool wide = m.S <= 8 && static_cast<long>(jp) * kc + (k + 1L) * nr + 8 <= total;
+      for (int i = 0; i < n; ++i) {
+        if (wide)
+          std::memcpy(d + runs[i].lane, window + runs[i].offset, 8 * sizeof(float));
+        else
+          copy_run(window + runs[i].offset, d + runs[i].lane, runs[i].len);
+      }
+      for (int j = lanes; j < nr; ++j) d[j] = 0.0f;
+    }
+  }
 }
 
 // y for images [n0, n0+g): one GEMM over the group's columns; with
@@ -461,6 +523,21 @@ void accumulate_weight_grad(const Conv2dParams& p, const float* x, const float* 
     // g == 1, col_n is x_n (C x PQ): GEMM's own packing does the transpose.
     gemm_cpu(gemm_params(false, true, p.K, CRS, PQ, 1.0f, 1.0f), dyg,
              x + static_cast<long>(n0) * image, dw);
+  } else if (g_path != 1) {
+    // colᵀ packed straight from the images (pack_columns_t).
+    ImplicitColumnsT implicit;
+    implicit.xp = padded_group(p, x, n0, g, &implicit.image, true);
+    implicit.R = p.R;
+    implicit.S = p.S;
+    implicit.Wp = p.W + 2 * p.pad;
+    implicit.Q = p.Q;
+    implicit.stride = p.stride;
+    implicit.plane = static_cast<long>(p.H + 2 * p.pad) * implicit.Wp;
+    implicit.PQ = PQ;
+    const GemmBSource source{&pack_columns_t, &implicit};
+    GemmParams gp = gemm_params(false, false, p.K, CRS, static_cast<int>(ld), 1.0f, 1.0f);
+    gp.b_source = &source;
+    gemm_cpu(gp, dyg, nullptr, dw);
   } else {
     // The images' colᵀ (PQ, CRS) one after another are the group's (g*PQ, CRS).
     float* colt = grow(scratch().col, static_cast<std::size_t>(CRS) * ld + kSlack);
