@@ -120,7 +120,9 @@ void pack_b(const GemmParams& p, const float* B, int k0, int kc, int j0, int nc,
 // C[0:mr, 0:nr] = alpha * (A-panel · B-panel) + beta * C, over depth kc.
 // The B panel's rows are ldb_panel apart: NR when packed, ldb when read in place.
 // NV vectors of W floats make one row of the tile: NR = NV * W.
-template <int MR, int NV>
+// The A panel's columns are ASTEP floats apart (the packing's MR): a kernel
+// with fewer rows than the packing serves a ragged last panel.
+template <int MR, int NV, int ASTEP = MR>
 void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, long ldb_panel,
                   float* c, long ldc, int mr, int nr, float alpha, float beta) {
   constexpr int W = Vec::W, NR = NV * W;
@@ -134,10 +136,10 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
   // k loop hides the latency.
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + i * ldc + j, 1);
-  for (int k = 0; k < kc; ++k, a += MR, b += ldb_panel) {
+  for (int k = 0; k < kc; ++k, a += ASTEP, b += ldb_panel) {
     // The next A values, a few iterations ahead (the B panel streams in
     // sequence, which the hardware prefetcher follows on its own).
-    __builtin_prefetch(a + 8 * MR);
+    __builtin_prefetch(a + 8 * ASTEP);
     reg bv[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) bv[j] = Vec::load(b + j * W);
@@ -216,8 +218,21 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
           const bool direct = b_in_place && jp < full_nb;
           const float* b = direct ? B + static_cast<long>(k0) * p.ldb + j0 + jb + jp
                                   : bp + static_cast<long>(jp) * kc;
-          micro_kernel<MR, NV>(kc, a, b, direct ? p.ldb : NR, c + jp, p.ldc, imin(MR, mc - ip),
-                               imin(NR, nb - jp), p.alpha, beta);
+          const int mr = imin(MR, mc - ip);
+          const long ldb_panel = direct ? p.ldb : NR;
+          // A ragged last panel (64 rows are 5 panels of 12 and 4 rows) runs
+          // a kernel of a third or two thirds the height instead of
+          // multiplying zeros: each element of C still sees the same FMAs
+          // in the same order, so the bits do not change.
+          if (MR % 3 == 0 && mr <= MR / 3)
+            micro_kernel<MR / 3, NV, MR>(kc, a, b, ldb_panel, c + jp, p.ldc, mr,
+                                         imin(NR, nb - jp), p.alpha, beta);
+          else if (MR % 3 == 0 && mr <= 2 * MR / 3)
+            micro_kernel<2 * MR / 3, NV, MR>(kc, a, b, ldb_panel, c + jp, p.ldc, mr,
+                                             imin(NR, nb - jp), p.alpha, beta);
+          else
+            micro_kernel<MR, NV>(kc, a, b, ldb_panel, c + jp, p.ldc, mr, imin(NR, nb - jp),
+                                 p.alpha, beta);
         }
       }
     }
