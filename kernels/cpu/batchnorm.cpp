@@ -48,9 +48,17 @@ void affine_channel(const BatchNormParams& p, int c, const float* x, float mean,
   }
 }
 
-// The gradient reaching BN's output: dy, or ReLU's backward of it (y > 0).
+// The gradient reaching BN's output: dy, or with RELU ReLU's backward of
+// it (y > 0). Both loads unconditional and a select, so the loops that use
+// it vectorise: `yr == nullptr || yr[i] > 0 ? dyr[i] : 0` may skip a load,
+// and GCC kept every loop with it scalar (the fused BN + ReLU backward of a
+// ResNet-18 step was 7% of it on the CPU).
+template <bool RELU>
 inline float grad_in(const float* yr, const float* dyr, int i) {
-  return yr == nullptr || yr[i] > 0.0f ? dyr[i] : 0.0f;
+  const float d = dyr[i];
+  if (!RELU) return d;
+  const float y = yr[i];
+  return y > 0.0f ? d : 0.0f;
 }
 
 // Σ f(i) for i in [0, n) in double. The simd reduction keeps one partial sum
@@ -69,17 +77,54 @@ double run_sum(int n, F f) {
 struct RunSums {
   double dy, dy_xhat;
 };
-// yr: the fused ReLU's output run (mask y > 0), or nullptr.
+// yr: the fused ReLU's output run (mask y > 0), or nullptr. With the mask
+// the gradient is first selected into a float block and then summed: GCC
+// vectorises neither a select of floats feeding double sums nor the
+// conditional load of `yr == nullptr || yr[i] > 0 ? dy : 0`, and that scalar
+// loop was 7% of a ResNet-18 step on the CPU. Same sums, same order.
 RunSums dy_sums(int n, const float* xr, const float* yr, const float* dyr, float mean,
                 float invstd) {
   double a = 0.0, b = 0.0;
+  constexpr int kBlock = 256;
+  float masked[kBlock];
+  for (int i0 = 0; i0 < n; i0 += kBlock) {
+    const int len = n - i0 < kBlock ? n - i0 : kBlock;
+    const float* g = dyr + i0;
+    if (yr) {
+#pragma omp simd
+      for (int i = 0; i < len; ++i) masked[i] = grad_in<true>(yr + i0, g, i);
+      g = masked;
+    }
+    const float* xb = xr + i0;
 #pragma omp simd reduction(+ : a, b)
-  for (int i = 0; i < n; ++i) {
-    const double g = grad_in(yr, dyr, i);
-    a += g;
-    b += g * ((xr[i] - mean) * invstd);
+    for (int i = 0; i < len; ++i) {
+      const double gi = g[i];
+      a += gi;
+      b += gi * ((xb[i] - mean) * invstd);
+    }
   }
   return {a, b};
+}
+
+// dx (or dx +=) over one run: the training formula with the batch
+// statistics' terms, or (!training) the plain affine map's k * g.
+template <bool RELU>
+void dx_run(int n, bool training, const float* xr, const float* yr, const float* dyr, float mean,
+            float invstd, float k, float mean_dy, float mean_dy_xhat, bool write, float* dxr) {
+  if (!training) {
+#pragma omp simd
+    for (int i = 0; i < n; ++i) {
+      const float v = k * grad_in<RELU>(yr, dyr, i);
+      dxr[i] = write ? v : dxr[i] + v;
+    }
+    return;
+  }
+#pragma omp simd
+  for (int i = 0; i < n; ++i) {
+    const float xhat = (xr[i] - mean) * invstd;
+    const float v = k * (grad_in<RELU>(yr, dyr, i) - mean_dy - xhat * mean_dy_xhat);
+    dxr[i] = write ? v : dxr[i] + v;
+  }
 }
 
 }  // namespace
@@ -132,7 +177,7 @@ void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const floa
                              const float* save_mean, const float* save_invstd, float* dx,
                              float* dgamma, float* dbeta, bool write_dx) {
   const double m = static_cast<double>(p.N) * p.HW;
-  const float* ymask = p.relu ? y : nullptr;
+  const bool relu = p.relu;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < p.C; ++c) {
     const float mean = save_mean[c], invstd = save_invstd[c];
@@ -140,7 +185,7 @@ void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const floa
     for (int n = 0; n < p.N; ++n) {
       const float* xr = run(p, x, n, c);
       const float* dyr = run(p, dy, n, c);
-      const float* yr = ymask ? run(p, ymask, n, c) : nullptr;
+      const float* yr = relu ? run(p, y, n, c) : nullptr;
       const RunSums r = dy_sums(p.HW, xr, yr, dyr, mean, invstd);
       sum_dy += r.dy;
       sum_dy_xhat += r.dy_xhat;
@@ -148,33 +193,21 @@ void batch_norm_backward_cpu(const BatchNormParams& p, bool training, const floa
     if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
     if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
     if (!dx) continue;
+    // Without training the statistics are constants: a plain affine map.
     const float k = gamma[c] * invstd;
-    if (!training) {  // statistics are constants: a plain affine map
-      for (int n = 0; n < p.N; ++n) {
-        const float* dyr = run(p, dy, n, c);
-        const float* yr = ymask ? run(p, ymask, n, c) : nullptr;
-        float* dxr = run(p, dx, n, c);
-#pragma omp simd
-        for (int i = 0; i < p.HW; ++i) {
-          const float v = k * grad_in(yr, dyr, i);
-          dxr[i] = write_dx ? v : dxr[i] + v;
-        }
-      }
-      continue;
-    }
     const float mean_dy = static_cast<float>(sum_dy / m);
     const float mean_dy_xhat = static_cast<float>(sum_dy_xhat / m);
     for (int n = 0; n < p.N; ++n) {
       const float* xr = run(p, x, n, c);
       const float* dyr = run(p, dy, n, c);
-      const float* yr = ymask ? run(p, ymask, n, c) : nullptr;
+      const float* yr = relu ? run(p, y, n, c) : nullptr;
       float* dxr = run(p, dx, n, c);
-#pragma omp simd
-      for (int i = 0; i < p.HW; ++i) {
-        const float xhat = (xr[i] - mean) * invstd;
-        const float v = k * (grad_in(yr, dyr, i) - mean_dy - xhat * mean_dy_xhat);
-        dxr[i] = write_dx ? v : dxr[i] + v;
-      }
+      if (relu)
+        dx_run<true>(p.HW, training, xr, yr, dyr, mean, invstd, k, mean_dy, mean_dy_xhat, write_dx,
+                     dxr);
+      else
+        dx_run<false>(p.HW, training, xr, yr, dyr, mean, invstd, k, mean_dy, mean_dy_xhat,
+                      write_dx, dxr);
     }
   }
 }
