@@ -377,12 +377,25 @@ const float* padded_group(const Conv2dParams& p, const float* x, int n0, int g, 
   *image = static_cast<long>(p.C) * Hp * Wp;
   const long size = g * *image + kSlack;
   float* xp = grow(scratch().padded, static_cast<std::size_t>(size));
-  if (p.pad > 0) std::fill(xp, xp + size, 0.0f);
-  for (int i = 0; i < g; ++i)
-    for (int c = 0; c < p.C; ++c)
-      for (int h = 0; h < p.H; ++h)
-        std::copy_n(x + (n0 + i) * src_image + (static_cast<long>(c) * p.H + h) * p.W, p.W,
-                    xp + i * *image + (static_cast<long>(c) * Hp + h + p.pad) * Wp + p.pad);
+  // Every float written once: the border rows and columns zeroed, the rest
+  // copied (zeroing the whole buffer first, then copying, wrote it twice).
+  const int pad = p.pad, W = p.W;
+  const float* src = x + n0 * src_image;
+  float* dst = xp;
+  for (int plane = 0; plane < g * p.C; ++plane) {
+    std::fill_n(dst, static_cast<long>(pad) * Wp, 0.0f);
+    dst += static_cast<long>(pad) * Wp;
+    for (int h = 0; h < p.H; ++h, src += W, dst += Wp) {
+      for (int j = 0; j < pad; ++j) dst[j] = dst[pad + W + j] = 0.0f;
+      if (W <= kMaxPanel)
+        copy_run(src, dst + pad, W);
+      else
+        std::copy_n(src, W, dst + pad);
+    }
+    std::fill_n(dst, static_cast<long>(pad) * Wp, 0.0f);
+    dst += static_cast<long>(pad) * Wp;
+  }
+  std::fill_n(dst, kSlack, 0.0f);
   return xp;
 }
 
