@@ -239,12 +239,16 @@ void gemm_tile(const GemmParams& p, const float* A, const float* B, float* C, in
   }
 }
 
-// The whole of op(A), slice by slice (GemmVariant::pack_a).
+// Rows [i0, i0+mc) of op(A) (i0 a multiple of MR), every depth slice, where
+// the packing of the whole of op(A) puts them (GemmVariant::pack_a).
 template <int MR, int KC>
-void pack_a_whole(const GemmParams& p, const float* A, float* dst) {
+void pack_a_rows(const GemmParams& p, const float* A, int i0, int mc, float* dst) {
   const long m_pad = static_cast<long>(p.M + MR - 1) / MR * MR;
-  for (int k0 = 0; k0 < p.K; k0 += KC)
-    pack_a<MR>(p, A, 0, p.M, k0, imin(KC, p.K - k0), dst + static_cast<long>(k0) * m_pad);
+  for (int k0 = 0; k0 < p.K; k0 += KC) {
+    const int kc = imin(KC, p.K - k0);
+    pack_a<MR>(p, A, i0, mc, k0, kc,
+               dst + static_cast<long>(k0) * m_pad + static_cast<long>(i0) * kc);
+  }
 }
 
 // CHAINS independent accumulators, each x = x * m + a per round: more chains
@@ -286,7 +290,7 @@ constexpr GemmVariant make_variant(const char* name) {
                      NC,
                      MC,
                      &gemm_tile<MR, NV, KC, NC>,
-                     &pack_a_whole<MR, KC>,
+                     &pack_a_rows<MR, KC>,
                      &fma_loop<CHAINS>};
 }
 

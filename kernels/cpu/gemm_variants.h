@@ -27,10 +27,12 @@ struct GemmVariant {
   // into ap).
   void (*tile)(const GemmParams& p, const float* A, const float* B, float* C, int i0, int mc,
                int j0, int nc, float* ap, float* bp, const float* a_packed);
-  // All of op(A) (M x K) into dst, ceil(M/mr)*mr*K floats: for each depth
-  // slice of kc, the panels tile() would pack for rows [0, M), so a tile of
-  // rows i0 (a multiple of mr) finds its slice k0 at dst + k0*Mpad + i0*kc.
-  void (*pack_a)(const GemmParams& p, const float* A, float* dst);
+  // Rows [i0, i0+mc) of op(A) (M x K; i0 a multiple of mr) into dst, which
+  // holds all of op(A) packed, ceil(M/mr)*mr*K floats: for each depth slice
+  // of kc, the panels tile() would pack for rows [0, M), so a tile of rows
+  // i0 finds its slice k0 at dst + k0*Mpad + i0*kc. Disjoint row ranges
+  // write disjoint floats (the driver packs them on several threads).
+  void (*pack_a)(const GemmParams& p, const float* A, int i0, int mc, float* dst);
   // `iters` rounds of independent FMA chains, as many as the registers hold:
   // the core's peak FP32 rate for this instruction set. Returns the flops done.
   double (*fma_loop)(int64_t iters);
