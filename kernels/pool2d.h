@@ -32,8 +32,11 @@ void max_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, const int32
 void avg_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y);
 void avg_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, float* dx,
                              bool write = false);
-// Every window clipped and indexed on its own: the tests' oracle for the
-// fast path above takes when windows tile the input (R = S = stride, pad 0).
+// Every window clipped and indexed on its own: the tests' oracles for the
+// fast paths above (max: windows inside the input in vectorised runs; avg:
+// windows that tile the input, R = S = stride, pad 0).
+void max_pool2d_forward_cpu_plain(const Pool2dParams& p, const float* x, float* y,
+                                  int32_t* argmax);
 void avg_pool2d_forward_cpu_plain(const Pool2dParams& p, const float* x, float* y);
 void avg_pool2d_backward_cpu_plain(const Pool2dParams& p, const float* dy, float* dx,
                                    bool write = false);

@@ -5,6 +5,7 @@
 // small integers: they must match to float rounding (1e-6 relative).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
@@ -162,6 +163,42 @@ TEST_CASE("avg_pool2d backward conserves gradient mass when windows tile", "[poo
   const double mx = std::accumulate(xv.begin(), xv.end(), 0.0) / xv.size();
   const double my = std::accumulate(yv.begin(), yv.end(), 0.0) / yv.size();
   CHECK(std::fabs(mx - my) <= 1e-6);
+}
+
+TEST_CASE("max_pool2d fast path equals the plain loops bit for bit", "[pool]") {
+  // Values and argmax: ResNet's 3x3 stride-2 pad-1 pool, AlexNet's 3x3
+  // stride 2, LeNet-like 2x2, stride 1 and 3, rows longer than one run of 64
+  // outputs, maps where no window lies inside; data rounded to a few levels
+  // so windows hold ties (the first maximum must win), with NaNs and
+  // infinities sprinkled in (a NaN must win its window).
+  struct Case {
+    int N, C, H, W, R, stride, pad;
+  };
+  for (const Case& c : {Case{2, 3, 48, 48, 3, 2, 1}, Case{2, 2, 27, 27, 3, 2, 0},
+                        Case{3, 2, 28, 28, 2, 2, 0}, Case{2, 2, 8, 64, 2, 2, 0},
+                        Case{1, 2, 9, 140, 3, 1, 1},
+                        Case{2, 1, 11, 200, 3, 3, 1}, Case{1, 1, 3, 3, 3, 2, 1},
+                        Case{1, 2, 5, 7, 2, 1, 1}}) {
+    INFO("N=" << c.N << " C=" << c.C << " H=" << c.H << " W=" << c.W << " R=" << c.R
+              << " stride=" << c.stride << " pad=" << c.pad);
+    const auto p = kernels::pool2d_params("max_pool2d", c.N, c.C, c.H, c.W, c.R, c.R, c.stride,
+                                          c.pad);
+    auto x = random_tensor({c.N, c.C, c.H, c.W}, 21).to_vector();
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      x[i] = std::round(x[i] * 3.0f);  // a handful of levels: ties everywhere
+      if (i % 97 == 5) x[i] = std::nanf("");
+      if (i % 89 == 7) x[i] = -std::numeric_limits<float>::infinity();
+      if (i % 173 == 11) x[i] = std::numeric_limits<float>::infinity();
+    }
+    const std::size_t out = static_cast<std::size_t>(c.N) * c.C * p.P * p.Q;
+    std::vector<float> y(out, 7.0f), y_plain(out, -7.0f);
+    std::vector<int32_t> a(out, -1), a_plain(out, -2);
+    kernels::max_pool2d_forward_cpu(p, x.data(), y.data(), a.data());
+    kernels::max_pool2d_forward_cpu_plain(p, x.data(), y_plain.data(), a_plain.data());
+    CHECK(a == a_plain);
+    // Equal as bits (NaN == NaN here).
+    CHECK(std::memcmp(y.data(), y_plain.data(), out * sizeof(float)) == 0);
+  }
 }
 
 TEST_CASE("avg_pool2d fast path for tiling windows equals the plain loops bit for bit", "[pool]") {
