@@ -110,30 +110,16 @@ void max_row_run(const Pool2dParams& p, const float* xp, int oh, int q0, int n, 
   }
 }
 
-}  // namespace
-
-void max_pool2d_forward_cpu_plain(const Pool2dParams& p, const float* x, float* y,
-                                  int32_t* argmax) {
-  const int planes = p.N * p.C;
-  const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
-  const int64_t out_plane = static_cast<int64_t>(p.P) * p.Q;
-#pragma omp parallel for schedule(static)
-  for (int nc = 0; nc < planes; ++nc) {
-    const float* xp = x + nc * in_plane;
-    float* yp = y + nc * out_plane;
-    int32_t* ap = argmax + nc * out_plane;
-    for (int oh = 0; oh < p.P; ++oh)
-      for (int ow = 0; ow < p.Q; ++ow) max_window(p, xp, oh, ow, yp + oh * p.Q + ow, ap + oh * p.Q + ow);
-  }
-}
-
-// The plain loops' results bit for bit (tests/test_pool.cpp), about 2x
-// faster on ResNet's and AlexNet's first 3x3 stride-2 pools (bench --mode
-// kernels, batch 256: 485-523 -> 252-255 ms, 184-244 -> 78-95 ms): in rows
-// of at least 16 outputs, those whose windows lie inside the input
-// horizontally go in runs through max_row_run, the few at the edges through
-// max_window.
-void max_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y, int32_t* argmax) {
+// fast: in rows of at least 16 outputs, those whose windows lie inside the
+// input horizontally go in runs through max_row_run, the few at the edges
+// through max_window; else (the plain loops, the tests' oracle) every output
+// through max_window. Both give the same bits (tests/test_pool.cpp); the
+// fast path is about 2x faster on ResNet's and AlexNet's first 3x3 stride-2
+// pools (bench --mode kernels, batch 256: 485-523 -> 187-255 ms, 184-244 ->
+// 78-95 ms). Short rows (AlexNet's 12- and 5-wide outputs) run faster in the
+// plain loops: a pass per window position costs more than it saves there.
+void max_pool_forward(const Pool2dParams& p, const float* x, float* y, int32_t* argmax,
+                      bool fast) {
   const int planes = p.N * p.C;
   const int64_t in_plane = static_cast<int64_t>(p.H) * p.W;
   const int64_t out_plane = static_cast<int64_t>(p.P) * p.Q;
@@ -141,9 +127,7 @@ void max_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y, int
   const int lo = std::min(p.Q, (p.pad + p.stride - 1) / p.stride);
   int hi = lo;
   while (hi < p.Q && hi * p.stride - p.pad + p.S <= p.W) ++hi;
-  // Short rows (AlexNet's 12- and 5-wide outputs) run faster in the plain
-  // loops: a pass per window position costs more than it saves there.
-  if (hi - lo < 16) hi = lo;
+  if (!fast || hi - lo < 16) hi = lo;
 #pragma omp parallel for schedule(static)
   for (int nc = 0; nc < planes; ++nc) {
     const float* xp = x + nc * in_plane;
@@ -165,6 +149,17 @@ void max_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y, int
       for (int ow = hi; ow < p.Q; ++ow) max_window(p, xp, oh, ow, yrow + ow, arow + ow);
     }
   }
+}
+
+}  // namespace
+
+void max_pool2d_forward_cpu_plain(const Pool2dParams& p, const float* x, float* y,
+                                  int32_t* argmax) {
+  max_pool_forward(p, x, y, argmax, false);
+}
+
+void max_pool2d_forward_cpu(const Pool2dParams& p, const float* x, float* y, int32_t* argmax) {
+  max_pool_forward(p, x, y, argmax, true);
 }
 
 void max_pool2d_backward_cpu(const Pool2dParams& p, const float* dy, const int32_t* argmax,
