@@ -33,7 +33,9 @@ void conv2d_cpu_cap_group_images_for_testing(int images);
 // gradient by col2im). 2: the direct kernels wherever they apply
 // (kernels/cpu/conv2d_direct.h). 3: no direct kernels; the data gradient as
 // a forward convolution of dy with the flipped filters wherever that applies
-// (stride 1, R == S, pad < R), stride-1 columns implicit.
+// (stride 1, R == S, pad < R), stride-1 columns implicit. 4: as 0 without
+// the direct kernels, and the tap GEMMs (no products with the padding)
+// wherever they apply, whatever the padding share.
 // Not thread-safe; set it between calls.
 void conv2d_cpu_path_for_testing(int path);
 

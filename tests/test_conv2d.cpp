@@ -180,6 +180,15 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
       {7, 12, 6, 6, 13, 3, 3, 1, 1},
       {9, 8, 7, 7, 12, 1, 1, 2, 0},
       {6, 8, 4, 4, 6, 1, 1, 1, 0},
+      // For the tap GEMMs: 5x5 with padding 2 on a small map, a stride-2
+      // 3x3 onto 3x3 (ResNet's stage entry), a 2x2 filter no tap of which
+      // sees the whole map, 5x5 on a map so small that a tap sees nothing,
+      // and enough channels for the kernels' own choice to take them.
+      {4, 10, 5, 5, 9, 5, 5, 1, 2},
+      {5, 9, 6, 6, 11, 3, 3, 2, 1},
+      {3, 5, 4, 4, 6, 2, 2, 1, 1},
+      {3, 4, 2, 3, 5, 5, 5, 1, 2},
+      {4, 128, 3, 3, 16, 3, 3, 1, 1},
   };
   uint64_t seed = 50;
   for (const Case& c : cases) {
@@ -228,6 +237,24 @@ TEST_CASE("conv2d kernels match a direct convolution over model-like shapes", "[
       CHECK(implicit.dw == whole.dw);
       CHECK(implicit.db == whole.db);
       require_close(implicit.dw, want.dw, tw, tw, "dw (GEMM)");
+    }
+
+    {
+      // Tap GEMMs (path 4: wherever they apply, whatever the padding share)
+      // against the double reference; the backward passes from 1 (+=).
+      struct Path {
+        Path() { kernels::conv2d_cpu_path_for_testing(4); }
+        ~Path() { kernels::conv2d_cpu_path_for_testing(0); }
+      } taps;
+      std::vector<float> y4(want.y.size(), -1.0f), dx4(x.size(), 1.0f), dw4(w.size(), 1.0f),
+          db4(c.K, 1.0f);
+      kernels::conv2d_forward_cpu(p, x.data(), w.data(), b.data(), y4.data());
+      kernels::conv2d_backward_data_cpu(p, dy.data(), w.data(), dx4.data());
+      kernels::conv2d_backward_weight_cpu(p, x.data(), dy.data(), dw4.data(), db4.data());
+      require_close(y4, want.y, ty, ty, "y (tap GEMMs)");
+      require_close(dx4, plus_one(want.dx), tx, tx, "dx (tap GEMMs)");
+      require_close(dw4, plus_one(want.dw), tw, tw, "dw (tap GEMMs)");
+      require_close(db4, plus_one(want.db), tw, tw, "db (tap GEMMs)");
     }
 
     // The weight gradient sums per-thread partials in a fixed order: the

@@ -37,7 +37,10 @@
 // micro-panels straight from the padded images (implicit im2col, see
 // pack_columns below), and their data gradient runs as a forward
 // convolution of dy with flipped filters (flipped_forward), so no col2im
-// either. Strided layers build col and scatter with col2im. Stride-1 layers
+// either. Strided layers build col and scatter with col2im. Small maps
+// whose padding is a large share of im2col's products (ResNet's 3x3 and 6x6
+// maps) are summed tap by tap instead, skipping the padding (tap GEMMs,
+// below). Stride-1 layers
 // with few channels (LeNet's) skip im2col and GEMM where that measured
 // faster: kernels/cpu/conv2d_direct.cpp.
 #include "kernels/conv2d.h"
@@ -65,6 +68,8 @@ struct Scratch {
   std::vector<float> kpq;      // K x G*PQ: a group's y before its scatter, or its dy
   std::vector<float> wpack;    // w (or wᵀ) packed for the GEMM, by the calling thread
   std::vector<float> wflip;    // w transposed and flipped (C, K, R, S): see flipped_forward
+  std::vector<float> wtap;     // w tap by tap, (R*S, K, C): see pack_weights_taps
+  std::vector<float> tap;      // one tap's product (K, its positions) or its share of dy
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -95,6 +100,15 @@ constexpr int kGroupColumns = 256;
 int g_group_cap = 0;    // tests only: conv2d_cpu_cap_group_images_for_testing
 int g_path = 0;         // tests only: conv2d_cpu_path_for_testing
 
+// Tap GEMMs (below) where the padding is at least this share of the im2col
+// products and the per-tap reduction (C) is long enough to keep the
+// micro-kernel busy between the loads and stores of its output tile.
+constexpr double kTapMinPaddingShare = 0.15;
+constexpr int kTapMinChannels = 128;
+// Columns a group of images aims for on the tap GEMMs' forward: a tap sees
+// only part of each map, so twice kGroupColumns.
+constexpr int kTapGroupColumns = 512;
+
 // How the batch is cut: `group` images per GEMM (the last group may be
 // short), `groups` groups, `threads` for the loop over the groups.
 struct Plan {
@@ -104,12 +118,12 @@ struct Plan {
 // Threads for the group loop: all of them when the groups share out evenly
 // enough (a whole number each, or several each so the last round matters
 // little), else 1, and the GEMMs inside parallelise themselves.
-Plan plan(const Conv2dParams& p) {
+Plan plan(const Conv2dParams& p, int columns = kGroupColumns) {
   const int t = omp_in_parallel() ? 1 : omp_get_max_threads();
   const int pq = p.P * p.Q;
   int g = 1;
-  if (!is_pointwise(p) && pq < kGroupColumns) {
-    g = std::min(p.N, (kGroupColumns + pq - 1) / pq);
+  if (!is_pointwise(p) && pq < columns) {
+    g = std::min(p.N, (columns + pq - 1) / pq);
     // As many groups as a multiple of the threads, so that none idles.
     int groups = (p.N + g - 1) / g;
     groups = std::min(p.N, (groups + t - 1) / t * t);
@@ -458,6 +472,24 @@ void pack_columns_t(const void* ctx, int k0, int kc, int j0, int nc, int nr, flo
   }
 }
 
+// A group's product out (K, g*PQ) to y's images from yn on: y = out + b, or
+// y += out with `accumulate`.
+void store_group(const Conv2dParams& p, const float* out, const float* b, float* yn, int g,
+                 bool accumulate) {
+  const long PQ = static_cast<long>(p.P) * p.Q, ld = g * PQ;
+  for (int i = 0; i < g; ++i)
+    for (int k = 0; k < p.K; ++k) {
+      const float* __restrict src = out + k * ld + i * PQ;
+      float* __restrict dst = yn + (static_cast<long>(i) * p.K + k) * PQ;
+      const float bk = b ? b[k] : 0.0f;
+      if (accumulate) {
+        for (long j = 0; j < PQ; ++j) dst[j] += src[j];
+      } else {
+        for (long j = 0; j < PQ; ++j) dst[j] = src[j] + bk;
+      }
+    }
+}
+
 // y for images [n0, n0+g): one GEMM over the group's columns; with
 // `accumulate`, y += instead of y = (b must then be null).
 void forward_group(const Conv2dParams& p, const float* x, const float* wp, const float* b, float* y,
@@ -495,17 +527,7 @@ void forward_group(const Conv2dParams& p, const float* x, const float* wp, const
   }
   float* out = grow(scratch().kpq, static_cast<std::size_t>(p.K) * ld);
   gemm_cpu_prepacked_a(params(static_cast<int>(ld), 0.0f), wp, col, out);
-  for (int i = 0; i < g; ++i)
-    for (int k = 0; k < p.K; ++k) {
-      const float* __restrict src = out + k * ld + i * PQ;
-      float* __restrict dst = yn + (static_cast<long>(i) * p.K + k) * PQ;
-      const float bk = b ? b[k] : 0.0f;
-      if (accumulate) {
-        for (long j = 0; j < PQ; ++j) dst[j] += src[j];
-      } else {
-        for (long j = 0; j < PQ; ++j) dst[j] = src[j] + bk;
-      }
-    }
+  store_group(p, out, b, yn, g, accumulate);
 }
 
 // dx of images [n0, n0+g) += col2im(wᵀ · dy_group).
@@ -560,6 +582,209 @@ void accumulate_weight_grad(const Conv2dParams& p, const float* x, const float* 
   if (db) add_row_sums(dyg, p.K, ld, db);
 }
 
+// --- Tap GEMMs: small maps without multiplying the padding.
+//
+// im2col's product w · col multiplies every tap with every output position,
+// also where the tap's window hangs over the border and reads padding: on a
+// 3x3 map with a 3x3 filter and padding 1 only 49 of the 81 (position, tap)
+// pairs read the image, so 40% of the arithmetic multiplies zeros (21% at
+// 6x6, 11% at 12x12: ResNet-18@96's last stages, AlexNet's 3x3 layers).
+// oneDNN's direct kernels skip those taps. Here the convolution is summed
+// tap by tap instead: tap (r, s) reads the image on a rectangle of output
+// positions (tap_rect), and over those positions it is a 1x1 convolution,
+//   y[:, rect] += W_rs · X_rs        (K x C)(C x positions in the rect)
+//   dW_rs      += dy[:, rect] · X_rsᵀ
+// with X_rs the pixels the tap reads there (gather_tap). A tap whose rect is
+// the whole map writes (or adds) straight into the group's output; the
+// others go through a small product that is added into it (add_tap). Each
+// tap's reduction is only C long, so the output tile is loaded and stored R*S
+// times as often as im2col's: this pays only where the padding share is
+// large and C is not small (tap_gemms_apply). The data gradient, a forward
+// convolution of dy (flipped_forward), takes the same path.
+
+// Output positions [oh0, oh1) x [ow0, ow1) where tap (r, s) reads the image.
+struct TapRect {
+  int oh0, oh1, ow0, ow1;
+  int rows() const { return oh1 - oh0; }
+  int cols() const { return ow1 - ow0; }
+  bool full(const Conv2dParams& p) const { return rows() == p.P && cols() == p.Q; }
+};
+TapRect tap_rect(const Conv2dParams& p, int r, int s) {
+  const Span h = valid_outputs(p.pad, r, p.stride, p.H, p.P);
+  const Span w = valid_outputs(p.pad, s, p.stride, p.W, p.Q);
+  return {h.lo, std::max(h.lo, h.hi), w.lo, std::max(w.lo, w.hi)};
+}
+
+// The share of im2col's (position, tap) products that read padding.
+double padding_share(const Conv2dParams& p) {
+  long rows = 0, cols = 0;
+  for (int r = 0; r < p.R; ++r) rows += tap_rect(p, r, 0).rows();
+  for (int s = 0; s < p.S; ++s) cols += tap_rect(p, 0, s).cols();
+  return 1.0 - static_cast<double>(rows) * cols / (static_cast<double>(p.R) * p.S * p.P * p.Q);
+}
+
+bool tap_gemms_apply(const Conv2dParams& p) {
+  if (is_pointwise(p) || (g_path != 0 && g_path != 4)) return false;
+  return g_path == 4 || (p.C >= kTapMinChannels && padding_share(p) >= kTapMinPaddingShare);
+}
+
+// X_rs (C, g * rows * cols) for images [n0, n0+g): row c holds, image by
+// image and row by row, the pixels tap (r, s) reads at the rect's positions.
+void gather_tap(const Conv2dParams& p, const float* x, int n0, int g, int r, int s,
+                const TapRect& t, float* __restrict out) {
+  const int rows = t.rows(), cols = t.cols(), st = p.stride, W = p.W;
+  const long plane = static_cast<long>(p.H) * W, image = p.C * plane;
+  const long first = static_cast<long>(t.oh0 * st - p.pad + r) * W + (t.ow0 * st - p.pad + s);
+  for (int c = 0; c < p.C; ++c)
+    for (int i = 0; i < g; ++i) {
+      const float* __restrict src = x + (n0 + i) * image + c * plane + first;
+      for (int oh = 0; oh < rows; ++oh, src += static_cast<long>(st) * W, out += cols) {
+        if (st == 1 && cols <= kMaxPanel) {
+          copy_run(src, out, cols);  // a loop here became a call to memmove per row
+        } else if (st == 1) {
+          std::copy_n(src, cols, out);
+        } else {
+          for (int ow = 0; ow < cols; ++ow) out[ow] = src[ow * st];
+        }
+      }
+    }
+}
+
+// Calls f(group offset, tap offset, cols) for each run of a tap's positions:
+// a group's (K, g*PQ) matrix and one tap's (K, g*rows*cols) matrix (its
+// positions in gather_tap's order) hold that run at those offsets.
+template <typename F>
+void for_tap_runs(const Conv2dParams& p, const TapRect& rect, int g, F&& f) {
+  const long PQ = static_cast<long>(p.P) * p.Q;
+  const int rows = rect.rows(), cols = rect.cols();
+  long t = 0;
+  for (int k = 0; k < p.K; ++k)
+    for (int i = 0; i < g; ++i)
+      for (int oh = 0; oh < rows; ++oh, t += cols)
+        f((static_cast<long>(k) * g + i) * PQ + static_cast<long>(rect.oh0 + oh) * p.Q + rect.ow0,
+          t, cols);
+}
+
+// w (K, C, R, S) as R*S GEMM operands, each packed once for the call (as
+// pack_weights), `tap_floats` apart: W_rs (K, C) for the forward, or with
+// `flipped` the operands of flipped_forward's convolution, whose tap (r, s)
+// is W_(R-1-r, S-1-s)ᵀ (C, K). Either way w is first put tap-major within
+// each filter, (K, R*S, C), where W_rs is a matrix with rows R*S*C apart.
+const float* pack_weights_taps(const Conv2dParams& p, const float* w, bool flipped,
+                               long* tap_floats) {
+  const int RS = p.R * p.S, C = p.C, K = p.K;
+  const long row = static_cast<long>(RS) * C;
+  GemmParams g = flipped ? gemm_params(true, false, C, 1, K) : gemm_params(false, false, K, 1, C);
+  g.lda = static_cast<int>(row);
+  *tap_floats = static_cast<long>(gemm_cpu_packed_a_floats(g));
+  float* wt = grow(scratch().wtap, static_cast<std::size_t>(K) * row);
+  float* packed = grow(scratch().wpack, static_cast<std::size_t>(RS) * *tap_floats);
+  const bool parallel = !omp_in_parallel() && K * row > 100000;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int k = 0; k < K; ++k) {
+    const float* __restrict src = w + k * row;
+    float* __restrict dst = wt + k * row;
+    for (int c = 0; c < C; ++c)
+      for (int t = 0; t < RS; ++t) dst[static_cast<long>(t) * C + c] = src[c * RS + t];
+  }
+  for (int t = 0; t < RS; ++t)
+    gemm_cpu_pack_a(g, wt + static_cast<long>(flipped ? RS - 1 - t : t) * C,
+                    packed + t * *tap_floats);
+  return packed;
+}
+
+// forward_group by tap GEMMs: wt from pack_weights_taps.
+void forward_taps_group(const Conv2dParams& p, const float* x, const float* wt, long tap_floats,
+                        const float* b, float* y, int n0, int g, bool accumulate) {
+  const long PQ = static_cast<long>(p.P) * p.Q, ld = g * PQ;
+  float* yn = y + static_cast<long>(n0) * p.K * PQ;
+  // One image: its y is the group's (K, PQ) output itself.
+  float* out = g == 1 ? yn : grow(scratch().kpq, static_cast<std::size_t>(p.K) * ld);
+  bool holds = g == 1 && accumulate;  // out already holds what the taps add to
+  const long image = static_cast<long>(p.C) * p.H * p.W;
+  float* X = p.stride == 1 ? nullptr : grow(scratch().col, static_cast<std::size_t>(p.C) * ld);
+  // The taps that see the whole map first, straight into out; then the rest.
+  for (int whole = 1; whole >= 0; --whole)
+    for (int r = 0; r < p.R; ++r)
+      for (int s = 0; s < p.S; ++s) {
+        const TapRect rect = tap_rect(p, r, s);
+        const long positions = static_cast<long>(g) * rect.rows() * rect.cols();
+        if (rect.full(p) != (whole == 1) || positions == 0) continue;
+        const float* wrs = wt + (r * p.S + s) * tap_floats;
+        // X_rs: with stride 1 its rows are runs of the images, which the
+        // GEMM packs straight from x (pack_columns, as a 1x1 filter over the
+        // rect); with a stride, gathered first.
+        const float* B = X;
+        ImplicitColumns implicit;
+        GemmBSource source{&pack_columns, &implicit};
+        if (p.stride == 1) {
+          const long first = static_cast<long>(rect.oh0 - p.pad + r) * p.W + (rect.ow0 - p.pad + s);
+          implicit = {x + n0 * image + first, 1, 1, p.W, rect.cols(), static_cast<long>(p.H) * p.W,
+                      image, static_cast<long>(rect.rows()) * rect.cols()};
+          B = nullptr;
+        } else {
+          gather_tap(p, x, n0, g, r, s, rect, X);
+        }
+        const auto params = [&](long n, float beta) {
+          GemmParams gp = gemm_params(false, false, p.K, static_cast<int>(n), p.C, 1.0f, beta);
+          if (!B) gp.b_source = &source;
+          return gp;
+        };
+        if (whole) {
+          gemm_cpu_prepacked_a(params(ld, holds ? 1.0f : 0.0f), wrs, B, out);
+        } else {
+          if (!holds) std::fill_n(out, p.K * ld, 0.0f);
+          float* t = grow(scratch().tap, static_cast<std::size_t>(p.K) * positions);
+          gemm_cpu_prepacked_a(params(positions, 0.0f), wrs, B, t);
+          for_tap_runs(p, rect, g, [&](long m, long j, int n) {
+            float* __restrict dst = out + m;
+            const float* __restrict src = t + j;
+            for (int i = 0; i < n; ++i) dst[i] += src[i];
+          });
+        }
+        holds = true;
+      }
+  if (!holds) std::fill_n(out, p.K * ld, 0.0f);  // no tap reads the image at all
+  if (g > 1) return store_group(p, out, b, yn, g, accumulate);
+  if (b)
+    for (int k = 0; k < p.K; ++k) {
+      float* row = yn + k * PQ;
+      for (long i = 0; i < PQ; ++i) row[i] += b[k];
+    }
+}
+
+// accumulate_weight_grad by tap GEMMs, into part (K, R*S, C): tap-major in
+// each filter, W_rs a matrix with rows R*S*C apart (as in pack_weights_taps).
+void weight_taps_group(const Conv2dParams& p, const float* x, const float* dy, int n0, int g,
+                       float* part, float* db) {
+  const long ld = static_cast<long>(g) * p.P * p.Q;
+  const float* dyg = gather_dy(p, dy, n0, g);
+  float* X = grow(scratch().col, static_cast<std::size_t>(p.C) * ld);
+  for (int r = 0; r < p.R; ++r)
+    for (int s = 0; s < p.S; ++s) {
+      const TapRect rect = tap_rect(p, r, s);
+      const long positions = static_cast<long>(g) * rect.rows() * rect.cols();
+      if (positions == 0) continue;
+      gather_tap(p, x, n0, g, r, s, rect, X);
+      const float* d = dyg;
+      if (!rect.full(p)) {
+        float* t = grow(scratch().tap, static_cast<std::size_t>(p.K) * positions);
+        for_tap_runs(p, rect, g, [&](long m, long j, int n) {
+          if (n <= kMaxPanel)
+            copy_run(dyg + m, t + j, n);
+          else
+            std::copy_n(dyg + m, n, t + j);
+        });
+        d = t;
+      }
+      // dW_rs (K, C) += dy[:, rect] (K, positions) · X_rsᵀ, rows R*S*C apart
+      GemmParams gp = gemm_params(false, true, p.K, p.C, static_cast<int>(positions), 1.0f, 1.0f);
+      gp.ldc = p.R * p.S * p.C;
+      gemm_cpu(gp, d, X, part + static_cast<long>(r * p.S + s) * p.C);
+    }
+  if (db) add_row_sums(dyg, p.K, ld, db);
+}
+
 // Images of group i.
 int group_size(const Conv2dParams& p, const Plan& pl, int i) {
   return std::min(pl.group, p.N - i * pl.group);
@@ -597,6 +822,18 @@ bool use_direct(const Conv2dParams& p, ConvPass pass) {
 void conv2d_forward_cpu(const Conv2dParams& p, const float* x, const float* w, const float* b,
                         float* y) {
   if (use_direct(p, ConvPass::kForward)) return conv2d_forward_direct(p, x, w, b, y);
+  if (tap_gemms_apply(p)) {
+    const Plan pl = plan(p, kTapGroupColumns);
+    long tap_floats = 0;
+    const float* wt = pack_weights_taps(p, w, false, &tap_floats);
+    RegionErrors errors;
+#pragma omp parallel for schedule(dynamic) num_threads(pl.threads) if (pl.threads > 1)
+    for (int i = 0; i < pl.groups; ++i)
+      errors.run([&] {
+        forward_taps_group(p, x, wt, tap_floats, b, y, i * pl.group, group_size(p, pl, i), false);
+      });
+    return errors.rethrow();
+  }
   const Plan pl = plan(p);
   const float* wp = pack_weights(p, w, false);
   RegionErrors errors;
@@ -629,6 +866,28 @@ bool flipped_forward_applies(const Conv2dParams& p) {
 // stride-1 layer it applies to takes it.
 
 void flipped_forward(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  Conv2dParams q = p;
+  q.C = p.K;
+  q.H = p.P;
+  q.W = p.Q;
+  q.K = p.C;
+  q.pad = p.R - 1 - p.pad;
+  q.P = p.H;
+  q.Q = p.W;
+  if (tap_gemms_apply(q)) {
+    const Plan pl = plan(q, kTapGroupColumns);
+    long tap_floats = 0;
+    const float* wt = pack_weights_taps(p, w, true, &tap_floats);
+    RegionErrors errors;
+#pragma omp parallel for schedule(dynamic) num_threads(pl.threads) if (pl.threads > 1)
+    for (int i = 0; i < pl.groups; ++i)
+      errors.run([&] {
+        forward_taps_group(q, dy, wt, tap_floats, nullptr, dx, i * pl.group,
+                           group_size(q, pl, i), true);
+      });
+    return errors.rethrow();
+  }
+  const Plan pl = plan(q);
   const int RS = p.R * p.S;
   float* wf = grow(scratch().wflip, static_cast<std::size_t>(p.K) * p.C * RS);
   // On the threads, each writing whole rows of wf (9 MiB on ResNet's
@@ -646,15 +905,6 @@ void flipped_forward(const Conv2dParams& p, const float* dy, const float* w, flo
         float* dst = wf + (static_cast<long>(c) * p.K + k) * RS;
         for (int i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
       }
-  Conv2dParams q = p;
-  q.C = p.K;
-  q.H = p.P;
-  q.W = p.Q;
-  q.K = p.C;
-  q.pad = p.R - 1 - p.pad;
-  q.P = p.H;
-  q.Q = p.W;
-  const Plan pl = plan(q);
   const float* wp = pack_weights(q, wf, false);
   RegionErrors errors;
 #pragma omp parallel for schedule(dynamic) num_threads(pl.threads) if (pl.threads > 1)
@@ -664,11 +914,61 @@ void flipped_forward(const Conv2dParams& p, const float* dy, const float* w, flo
   errors.rethrow();
 }
 
+// conv2d_backward_weight_cpu by tap GEMMs: per-thread partial sums (K, R*S,
+// C), then added into dw (K, C, R, S) in a fixed order.
+void weight_taps(const Conv2dParams& p, const float* x, const float* dy, float* dw, float* db) {
+  // One group per thread: each tap's reduction as long as it can be, so dw's
+  // partial sums are loaded and stored as few times as they can be.
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const Plan pl = plan(p, (p.N + threads - 1) / threads * p.P * p.Q);
+  const int RS = p.R * p.S;
+  const long kc = static_cast<long>(p.K) * p.C, wsize = RS * kc, total = wsize + p.K;
+  std::vector<float*> partials(pl.threads, nullptr);
+  RegionErrors errors;
+#pragma omp parallel num_threads(pl.threads) if (pl.threads > 1)
+  {
+    float* mine = nullptr;
+    errors.run([&] {
+      mine = grow(scratch().partial, total);
+      std::fill(mine, mine + total, 0.0f);
+      partials[omp_get_thread_num()] = mine;
+    });
+#pragma omp for schedule(static)
+    for (int i = 0; i < pl.groups; ++i) {
+      if (mine)
+        errors.run([&] {
+          weight_taps_group(p, x, dy, i * pl.group, group_size(p, pl, i), mine,
+                            db ? mine + wsize : nullptr);
+        });
+    }
+    if (!errors.failed()) {
+#pragma omp for schedule(static)
+      for (int k = 0; k < p.K; ++k)
+        for (int c = 0; c < p.C; ++c)
+          for (int t = 0; t < RS; ++t) {
+            const long from = (static_cast<long>(k) * RS + t) * p.C + c;
+            float s = 0.0f;
+            for (float* part : partials) s += part[from];
+            dw[(static_cast<long>(k) * p.C + c) * RS + t] += s;
+          }
+      if (db) {
+#pragma omp for schedule(static)
+        for (int k = 0; k < p.K; ++k) {
+          float s = 0.0f;
+          for (float* part : partials) s += part[wsize + k];
+          db[k] += s;
+        }
+      }
+    }
+  }
+  errors.rethrow();
+}
+
 }  // namespace
 
 void conv2d_backward_data_cpu(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   if (use_direct(p, ConvPass::kData)) return conv2d_backward_data_direct(p, dy, w, dx);
-  if ((g_path == 0 || g_path == 3) && flipped_forward_applies(p))
+  if ((g_path == 0 || g_path == 3 || g_path == 4) && flipped_forward_applies(p))
     return flipped_forward(p, dy, w, dx);
   const Plan pl = plan(p);
   const float* wtp = pack_weights(p, w, true);
@@ -684,6 +984,7 @@ void conv2d_backward_weight_cpu(const Conv2dParams& p, const float* x, const flo
   // The direct kernel (kernels/cpu/conv2d_direct.cpp) where it pays, one
   // image at a time; else im2col + GEMM over the plan's groups.
   const bool direct = use_direct(p, ConvPass::kWeight);
+  if (!direct && tap_gemms_apply(p)) return weight_taps(p, x, dy, dw, db);
   Plan pl = plan(p);
   if (direct) {
     // One run of images per thread.
