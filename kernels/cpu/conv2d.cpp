@@ -594,13 +594,16 @@ void accumulate_weight_grad(const Conv2dParams& p, const float* x, const float* 
 // positions (tap_rect), and over those positions it is a 1x1 convolution,
 //   y[:, rect] += W_rs · X_rs        (K x C)(C x positions in the rect)
 //   dW_rs      += dy[:, rect] · X_rsᵀ
-// with X_rs the pixels the tap reads there (gather_tap). A tap whose rect is
-// the whole map writes (or adds) straight into the group's output; the
-// others go through a small product that is added into it (add_tap). Each
-// tap's reduction is only C long, so the output tile is loaded and stored R*S
-// times as often as im2col's: this pays only where the padding share is
-// large and C is not small (tap_gemms_apply). The data gradient, a forward
-// convolution of dy (flipped_forward), takes the same path.
+// with X_rs the pixels the tap reads there: with stride 1 runs of the
+// images that the GEMM packs straight from x (pack_columns), else gathered
+// first (gather_tap). A tap whose rect is the whole map writes (or adds)
+// straight into the group's output; the others go through a small product
+// that is added into it (for_tap_runs). Each tap's reduction is only C long,
+// so the output tile is loaded and stored R*S times as often as im2col's:
+// this pays only where the padding share is large and C is not small
+// (tap_gemms_apply; measured in CPU_VS_TORCH.md, round six). The data
+// gradient, a forward convolution of dy (flipped_forward), takes the same
+// path; the weights are packed tap by tap (pack_weights_taps).
 
 // Output positions [oh0, oh1) x [ow0, ow1) where tap (r, s) reads the image.
 struct TapRect {
