@@ -331,6 +331,14 @@ inline void copy_run(const float* __restrict src, float* __restrict dst, int n) 
   if (t < n) dst[t] = src[t];
 }
 
+// n floats from src to dst: copy_run for short runs, else std::copy_n.
+inline void copy_floats(const float* src, float* dst, long n) {
+  if (n <= kMaxPanel)
+    copy_run(src, dst, static_cast<int>(n));
+  else
+    std::copy_n(src, n, dst);
+}
+
 // GemmBSource::pack for ImplicitColumns.
 void pack_columns(const void* ctx, int k0, int kc, int j0, int nc, int nr, float* dst) {
   const ImplicitColumns& m = *static_cast<const ImplicitColumns*>(ctx);
@@ -401,10 +409,7 @@ const float* padded_group(const Conv2dParams& p, const float* x, int n0, int g, 
     dst += static_cast<long>(pad) * Wp;
     for (int h = 0; h < p.H; ++h, src += W, dst += Wp) {
       for (int j = 0; j < pad; ++j) dst[j] = dst[pad + W + j] = 0.0f;
-      if (W <= kMaxPanel)
-        copy_run(src, dst + pad, W);
-      else
-        std::copy_n(src, W, dst + pad);
+      copy_floats(src, dst + pad, W);
     }
     std::fill_n(dst, static_cast<long>(pad) * Wp, 0.0f);
     dst += static_cast<long>(pad) * Wp;
@@ -472,6 +477,15 @@ void pack_columns_t(const void* ctx, int k0, int kc, int j0, int nc, int nr, flo
   }
 }
 
+// One image's y (K, PQ) at yn += the bias b (K).
+void add_bias(const Conv2dParams& p, const float* b, float* yn) {
+  const long PQ = static_cast<long>(p.P) * p.Q;
+  for (int k = 0; k < p.K; ++k) {
+    float* row = yn + k * PQ;
+    for (long i = 0; i < PQ; ++i) row[i] += b[k];
+  }
+}
+
 // A group's product out (K, g*PQ) to y's images from yn on: y = out + b, or
 // y += out with `accumulate`.
 void store_group(const Conv2dParams& p, const float* out, const float* b, float* yn, int g,
@@ -518,11 +532,7 @@ void forward_group(const Conv2dParams& p, const float* x, const float* wp, const
   };
   if (g == 1) {
     gemm_cpu_prepacked_a(params(static_cast<int>(PQ), accumulate ? 1.0f : 0.0f), wp, col, yn);
-    if (b)
-      for (int k = 0; k < p.K; ++k) {
-        float* row = yn + k * PQ;
-        for (long i = 0; i < PQ; ++i) row[i] += b[k];
-      }
+    if (b) add_bias(p, b, yn);
     return;
   }
   float* out = grow(scratch().kpq, static_cast<std::size_t>(p.K) * ld);
@@ -642,10 +652,8 @@ void gather_tap(const Conv2dParams& p, const float* x, int n0, int g, int r, int
     for (int i = 0; i < g; ++i) {
       const float* __restrict src = x + (n0 + i) * image + c * plane + first;
       for (int oh = 0; oh < rows; ++oh, src += static_cast<long>(st) * W, out += cols) {
-        if (st == 1 && cols <= kMaxPanel) {
-          copy_run(src, out, cols);  // a loop here became a call to memmove per row
-        } else if (st == 1) {
-          std::copy_n(src, cols, out);
+        if (st == 1) {
+          copy_floats(src, out, cols);  // a loop here became a call to memmove per row
         } else {
           for (int ow = 0; ow < cols; ++ow) out[ow] = src[ow * st];
         }
@@ -752,11 +760,7 @@ __attribute__((noinline)) void forward_taps_group(const Conv2dParams& p, const f
       }
   if (!holds) std::fill_n(out, p.K * ld, 0.0f);  // no tap reads the image at all
   if (g > 1) return store_group(p, out, b, yn, g, accumulate);
-  if (b)
-    for (int k = 0; k < p.K; ++k) {
-      float* row = yn + k * PQ;
-      for (long i = 0; i < PQ; ++i) row[i] += b[k];
-    }
+  if (b) add_bias(p, b, yn);
 }
 
 // accumulate_weight_grad by tap GEMMs, into part (K, R*S, C): tap-major in
@@ -775,12 +779,7 @@ void weight_taps_group(const Conv2dParams& p, const float* x, const float* dy, i
       const float* d = dyg;
       if (!rect.full(p)) {
         float* t = grow(scratch().tap, static_cast<std::size_t>(p.K) * positions);
-        for_tap_runs(p, rect, g, [&](long m, long j, int n) {
-          if (n <= kMaxPanel)
-            copy_run(dyg + m, t + j, n);
-          else
-            std::copy_n(dyg + m, n, t + j);
-        });
+        for_tap_runs(p, rect, g, [&](long m, long j, int n) { copy_floats(dyg + m, t + j, n); });
         d = t;
       }
       // dW_rs (K, C) += dy[:, rect] (K, positions) · X_rsᵀ, rows R*S*C apart
